@@ -1,0 +1,186 @@
+"""DMD benchmark: speed, memory, data-loading share and accuracy vs the late-fusion baseline.
+
+Runs everything on a generated MOSI-shaped aligned MMSA pickle (1284/229/686 samples, 768/5/20 dims,
+length 50), with the official DMD MOSI hyper-parameters (configs/dmd/mosi_aligned.yaml).
+
+    python benchmarks/dmd_bench.py speed            # train/infer samples/s, peak RSS, data share; fp32 + bf16
+    python benchmarks/dmd_bench.py accuracy         # 3 seeds x {DMD, fusion}: all 8 MMSA metrics, mean +- std
+    python benchmarks/dmd_bench.py all
+
+Each measurement runs in its own process; peak memory is that process's maximum resident set size
+(``wait4`` rusage), so it includes the data load. Results go to benchmarks/results/dmd_*.json and a
+markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = ROOT / "data" / "bench" / "mosi_aligned_synth.pkl"
+MODELS = {
+    "dmd": ("configs/dmd/mosi_aligned.yaml", None),
+    "fusion": ("configs/dmd/mosi_aligned.yaml", "configs/fusion/mosi_aligned.yaml"),
+}
+KEYS = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr")
+
+
+def _ensure_data() -> None:
+    if not DATA.exists():
+        from lightning_kd.data.synthetic import write_mmsa_pickle
+
+        write_mmsa_pickle(DATA, aligned=True, seed=0)
+
+
+def _config_args(model: str) -> list[str]:
+    base, override = MODELS[model]
+    args = ["-c", str(ROOT / base)]
+    if override:
+        args += ["-c", str(ROOT / override)]
+    return args + ["--data.init_args.path", str(DATA)]
+
+
+def _run_child(argv: list[str]) -> tuple[dict, float]:
+    """Run ``python this_file argv`` and return (its JSON result line, its peak RSS in MB)."""
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {argv} failed with exit code {proc.returncode}")
+    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    return json.loads(line), usage.ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------- speed
+def _speed_child(model: str, precision: str, steps: int) -> None:
+    import lightning.pytorch as pl
+    import torch
+
+    from lightning_kd.cli import build_cli
+
+    class Timer(pl.Callback):
+        """Wall time per training batch, split into data (between batches) and compute (inside)."""
+
+        def __init__(self, warmup: int) -> None:
+            self.warmup, self.data, self.step, self.samples, self._end = warmup, 0.0, 0.0, 0, None
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self._start = time.perf_counter()
+            if self._end is not None and batch_idx >= self.warmup:
+                self.data += self._start - self._end
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self._end = time.perf_counter()
+            if batch_idx >= self.warmup:
+                self.step += self._end - self._start
+                self.samples += len(batch)
+
+    timer = Timer(warmup=10)
+    cli = build_cli(_config_args(model) + [
+        f"--trainer.precision={precision}", f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
+        "--trainer.enable_checkpointing=false", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        "--trainer.callbacks=[]", "--test_after_fit=false", "--trainer.num_sanity_val_steps=0"], run=False)
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    train_sps = timer.samples / (timer.step + timer.data)
+
+    net, dm = cli.model.eval(), cli.datamodule
+    loader = dm.test_dataloader()
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision.startswith("bf16") else torch.autocast("cpu", enabled=False)
+    n, t0 = 0, time.perf_counter()
+    with torch.inference_mode(), ctx:
+        for batch in loader:
+            net.predict_scores(batch)
+            n += len(batch)
+    infer_sps = n / (time.perf_counter() - t0)
+    print(json.dumps({"model": model, "precision": precision, "train_samples_per_s": train_sps,
+                      "infer_samples_per_s": infer_sps, "data_share": timer.data / (timer.step + timer.data),
+                      "measured_train_batches": timer.samples // dm.batch_size, "threads": torch.get_num_threads()}))
+
+
+def speed(steps: int) -> list[dict]:
+    _ensure_data()
+    rows = []
+    for model in MODELS:
+        for precision in ("32-true", "bf16-mixed"):
+            res, rss = _run_child(["_speed", model, precision, str(steps)])
+            res["peak_rss_mb"] = rss
+            rows.append(res)
+            print(f"{model:7s} {precision:10s} train {res['train_samples_per_s']:7.1f} samples/s  "
+                  f"infer {res['infer_samples_per_s']:7.1f} samples/s  peak {rss:6.0f} MB  "
+                  f"data {100 * res['data_share']:.2f} %", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- accuracy
+def _fit_child(model: str, seed: int, max_epochs: int, precision: str) -> None:
+    from lightning_kd.cli import build_cli
+
+    cli = build_cli(["fit", *_config_args(model), f"--seed_everything={seed}", f"--trainer.max_epochs={max_epochs}",
+                     f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
+                     f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"])
+    out = Path(cli.trainer.log_dir) / "test_metrics.json"
+    payload = json.loads(out.read_text())
+    print(json.dumps({"model": model, "seed": seed, "epochs": cli.trainer.current_epoch, **payload["metrics"]}))
+
+
+def accuracy(seeds: list[int], max_epochs: int, precision: str) -> list[dict]:
+    _ensure_data()
+    rows = []
+    for seed in seeds:
+        for model in MODELS:
+            t0 = time.perf_counter()
+            res, rss = _run_child(["_fit", model, str(seed), str(max_epochs), precision])
+            res.update(peak_rss_mb=rss, wall_s=time.perf_counter() - t0)
+            rows.append(res)
+            print(f"{model:7s} seed {seed}: " + " ".join(f"{k}={res[k]:.4f}" for k in KEYS)
+                  + f"  ({res['epochs']} epochs, {res['wall_s']:.0f} s)", flush=True)
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| metric | " + " | ".join(MODELS) + " |", "|---|" + "---|" * len(MODELS)]
+    for k in KEYS:
+        cells = []
+        for m in MODELS:
+            vals = [r[k] for r in rows if r["model"] == m and r.get(k) is not None]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.4f} ± {sd:.4f}" if vals else "n/a")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_speed":
+        return _speed_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) > 1 and sys.argv[1] == "_fit":
+        return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["speed", "accuracy", "all"])
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps for speed runs (x accumulate 10 batches)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
+    p.add_argument("--max_epochs", type=int, default=30)
+    p.add_argument("--precision", default="bf16-mixed", help="precision of the accuracy runs")
+    a = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if a.what in ("speed", "all"):
+        rows = speed(a.steps)
+        (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
+    if a.what in ("accuracy", "all"):
+        rows = accuracy(a.seeds, a.max_epochs, a.precision)
+        (RESULTS / "dmd_accuracy.json").write_text(json.dumps(rows, indent=2))
+        print(_table(rows))
+
+
+if __name__ == "__main__":
+    main()

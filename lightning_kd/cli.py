@@ -1,0 +1,72 @@
+"""The ``lightning-kd`` command: LightningCLI (subclass mode) plus a ``generate`` subcommand for data.
+
+    lightning-kd fit|validate|test|predict -c configs/<method>/<config>.yaml [--key value ...]
+    lightning-kd generate mmsa --out data/synthetic/mosi_aligned.pkl
+"""
+
+from __future__ import annotations
+
+import sys
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
+from lightning_kd.data.errors import DataFormatError
+from lightning_kd.methods.base import CheckpointMismatchError
+
+
+class KDCLI(LightningCLI):
+    """LightningCLI with the project's links and run conventions.
+
+    - ``data.feature_dims`` / ``data.seq_lens`` are linked into the model at instantiation, so configs
+      never repeat numbers the data knows.
+    - ``--test_after_fit true`` tests the best checkpoint at the end of ``fit`` (the DMD protocol).
+    - Every run writes into its own directory (logger version); config.yaml, checkpoints,
+      test_metrics.json and predictions.csv live there.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.feature_dims", "model.init_args.feature_dims", apply_on="instantiate")
+        parser.link_arguments("data.seq_lens", "model.init_args.seq_lens", apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=False,
+                            help="After fit, test the best checkpoint and write test_metrics.json.")
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit"):
+            ckpt = "best" if self.trainer.checkpoint_callback is not None and not self.trainer.fast_dev_run else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (notebooks, sweeps, tests)."""
+    return KDCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunDirSaveConfig,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [EpochSeed(), TestMetricsWriter(), PredictionCSVWriter()]},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "generate":
+        from lightning_kd.data.synthetic import generate_cli
+
+        generate_cli(argv[1:])
+        return
+    try:
+        build_cli(argv)
+    except (DataFormatError, FileNotFoundError, CheckpointMismatchError) as err:
+        print(f"lightning-kd: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

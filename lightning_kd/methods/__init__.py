@@ -1,0 +1,1 @@
+"""One folder per method: ``model.py`` (plain nn.Module) + ``module.py`` (thin LightningModule)."""

@@ -1,0 +1,241 @@
+"""DMD network (Li, Wang, Cui: "Decoupled Multimodal Distilling for Emotion Recognition", CVPR 2023).
+
+Plain ``nn.Module``; the GD-Units and the objective live in :mod:`lightning_kd.methods.dmd.losses`.
+Every stacked output uses the official vertex order ``[L, V, A]`` = ``[text, vision, audio]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_kd.nn.mult import MulTEncoder
+
+__all__ = ["DMDNet", "DMDOutput", "MODALITIES"]
+
+#: vertex order of every stacked output: [L, V, A]
+MODALITIES: tuple[str, str, str] = ("text", "vision", "audio")
+
+
+class DMDOutput(NamedTuple):
+    """Outputs of :class:`DMDNet` (B = batch, d = hidden, L' = L - k + 1 per modality; order [L, V, A]).
+
+    Attributes:
+        prediction: ``(B,)`` fused prediction. logits_c: ``(B,)`` head on the attended shared features.
+        logits_homo / reprs_homo: ``(3, B)`` / ``(3, B, d)`` homogeneous-branch vertices (homo GD-Unit).
+        logits_hetero / reprs_hetero: ``(3, B)`` / ``(3, B, 2d)`` heterogeneous-branch vertices.
+        proj, private, shared, private_recon, recon: per modality ``(B, d, L')``: the projected input
+            ``X~_m``, private ``s_m``, shared ``c_m``, ``s_m`` re-encoded from the reconstruction, and
+            the reconstruction of ``X~_m`` from ``[s_m; c_m]``.
+        shared_sim: ``(3, B, d)`` Linear(d*L' -> d) projection of ``c_m`` for the similarity loss.
+    """
+
+    prediction: Tensor
+    logits_c: Tensor
+    logits_homo: Tensor
+    reprs_homo: Tensor
+    logits_hetero: Tensor
+    reprs_hetero: Tensor
+    proj: tuple[Tensor, Tensor, Tensor]
+    private: tuple[Tensor, Tensor, Tensor]
+    shared: tuple[Tensor, Tensor, Tensor]
+    private_recon: tuple[Tensor, Tensor, Tensor]
+    recon: tuple[Tensor, Tensor, Tensor]
+    shared_sim: Tensor
+
+
+class ResidualHead(nn.Module):
+    """``h = x + W2 dropout(relu(W1 x))`` -> ``(Linear(h), h)`` (the official proj1/proj2/out_layer trio)."""
+
+    def __init__(self, dim: int, dropout: float, out_dim: int = 1) -> None:
+        super().__init__()
+        self.proj1, self.proj2, self.out = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, out_dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = x + self.proj2(F.dropout(F.relu(self.proj1(x)), self.dropout, self.training))
+        return self.out(h), h
+
+
+class HomoHead(nn.Module):
+    """Homogeneous vertex on a flattened ``c_m``: ``r = relu(W1 flat)`` (the repr), ``h = flat + W2 dropout(r)``.
+
+    official code: ``F.relu(repr, inplace=True)`` rectifies the returned representation in place, so the
+    homo GD-Unit sees ``relu(W1 flat)``; we keep that behaviour explicitly.
+    """
+
+    def __init__(self, flat_dim: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.proj1, self.proj2, self.out = nn.Linear(flat_dim, dim), nn.Linear(dim, flat_dim), nn.Linear(flat_dim, 1)
+        self.dropout = dropout
+
+    def forward(self, flat: Tensor) -> tuple[Tensor, Tensor]:
+        r = F.relu(self.proj1(flat))
+        h = flat + self.proj2(F.dropout(r, self.dropout, self.training))
+        return self.out(h).squeeze(-1), r
+
+
+class DMDNet(nn.Module):
+    """Decoupling + homogeneous/heterogeneous branches + gated fusion (paper Sec. 3.2 and Fig. 2).
+
+    1. Text dropout on the text input (BERT features or a local BERT on ``text_bert`` ids).
+    2. Temporal projection per modality: ``Conv1d(D_m -> d, k_m)``, no padding/bias -> ``X~_m (B, d, L')``.
+    3. Decoupling: private ``s_m = E_m^prt(X~_m)``, ONE shared ``c_m = E^com(X~_m)`` (1x1 convs).
+    4. Self-regression: ``recon_m = D_m([s_m; c_m])``; ``s_m_r = E_m^prt(recon_m)``.
+    5. Homogeneous branch on ``c_m``: flatten -> :class:`HomoHead` (logit + repr for the homo GD-Unit);
+       a self-attention :class:`MulTEncoder` per modality, last steps concatenated (3d) -> residual head
+       -> ``logits_c``.
+    6. Heterogeneous branch on ``s_m``: 6 cross-modal MulT encoders (target attends to source); per target
+       the two results concatenated (2d) -> self-attention MulT (``max(layers, 3)`` layers) -> last step
+       -> residual head; the residual-projected 2d vector is the hetero repr (as in the official code).
+    7. Fusion: ``sigmoid(Linear(.))`` of each 2d hetero last step and of the 3d shared vector,
+       concatenated (9d) -> residual head -> prediction. official code: the sigmoid outputs REPLACE the
+       vectors (they are not multiplied with them); we do the same.
+
+    Padding masks are not used: like the official model, attention runs over padded steps and the
+    prediction reads the last (possibly padded) step. The projection is always applied (the official
+    code skips it when ``D_m == d``, which would break its own flatten sizes).
+
+    Args:
+        feature_dims: modality -> feature size (``text`` or ``text_bert``, ``audio``, ``vision``); for
+            ``text_bert`` the text size comes from the BERT encoder instead.
+        seq_lens: modality -> padded length; flatten sizes are ``d * (L - k + 1)``.
+        hidden, heads, layers: d, attention heads, MulT depth (official MOSI 50/10/4, MOSEI 30/6/4).
+        kernel_sizes: Conv1d kernels (text, audio, vision).
+        text_dropout, attn_dropout, attn_dropout_a, attn_dropout_v, relu_dropout, embed_dropout,
+            res_dropout, output_dropout: official dropout rates (attention dropout of a cross-modal
+            encoder is that of its SOURCE modality; ``attn_dropout`` is the text/default rate).
+        causal: MulT future mask (official ``attn_mask=True``).
+        text_encoder: local HuggingFace BERT directory; when set, the input is ``text_bert`` ids.
+        finetune_text: train the BERT encoder.
+    """
+
+    def __init__(self, feature_dims: dict[str, int], seq_lens: dict[str, int], hidden: int = 50, heads: int = 10,
+                 layers: int = 4, kernel_sizes: tuple[int, int, int] = (5, 5, 5), text_dropout: float = 0.5,
+                 attn_dropout: float = 0.3, attn_dropout_a: float = 0.2, attn_dropout_v: float = 0.0,
+                 relu_dropout: float = 0.0, embed_dropout: float = 0.2, res_dropout: float = 0.0,
+                 output_dropout: float = 0.5, causal: bool = True, text_encoder: str | None = None,
+                 finetune_text: bool = True) -> None:
+        super().__init__()
+        d = hidden
+        self.hidden, self.text_dropout, self.output_dropout = d, text_dropout, output_dropout
+        self.text_model: nn.Module | None = None
+        if text_encoder:
+            from lightning_kd.nn.text import BertTextEncoder
+
+            self.text_model = BertTextEncoder(text_encoder, finetune=finetune_text)
+            self.text_key = "text_bert"
+            text_dim = self.text_model.hidden_size
+        else:
+            self.text_key = "text"
+            text_dim = _lookup(feature_dims, "text", "feature_dims")
+        dims = {"text": text_dim, "audio": _lookup(feature_dims, "audio", "feature_dims"),
+                "vision": _lookup(feature_dims, "vision", "feature_dims")}
+        k_t, k_a, k_v = kernel_sizes
+        kernels = {"text": k_t, "audio": k_a, "vision": k_v}
+        lens = {"text": _lookup(seq_lens, self.text_key, "seq_lens", fallback="text" if text_encoder else "text_bert"),
+                "audio": _lookup(seq_lens, "audio", "seq_lens"), "vision": _lookup(seq_lens, "vision", "seq_lens")}
+        self.out_lens = {m: lens[m] - kernels[m] + 1 for m in MODALITIES}
+        for m, n in self.out_lens.items():
+            if n < 1:
+                raise ValueError(f"{m}: sequence length {lens[m]} is shorter than its kernel size {kernels[m]}")
+        adrop = {"text": attn_dropout, "audio": attn_dropout_a, "vision": attn_dropout_v}
+
+        def mult(dim: int, attn: float, n_layers: int = layers) -> MulTEncoder:
+            return MulTEncoder(dim, heads, n_layers, attn_dropout=attn, relu_dropout=relu_dropout,
+                               res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal)
+
+        def conv(i: int, o: int, k: int = 1) -> nn.Conv1d:
+            return nn.Conv1d(i, o, kernel_size=k, padding=0, bias=False)
+
+        def md(make) -> nn.ModuleDict:  # one module per modality
+            return nn.ModuleDict({m: make(m) for m in MODALITIES})
+
+        # 2-4: projection, decoupling, self-regression
+        self.proj = md(lambda m: conv(dims[m], d, kernels[m]))
+        self.encoder_private = md(lambda m: conv(d, d))
+        self.encoder_shared = conv(d, d)
+        self.decoder = md(lambda m: conv(2 * d, d))
+        self.align_shared = md(lambda m: nn.Linear(d * self.out_lens[m], d))  # c_m -> similarity space
+        # 5: homogeneous branch
+        self.homo_head = md(lambda m: HomoHead(d * self.out_lens[m], d, output_dropout))
+        self.shared_attention = md(lambda m: mult(d, adrop[m]))
+        self.shared_head = ResidualHead(3 * d, output_dropout)
+        # 6: heterogeneous branch; cross[t][s]: target t attends to source s
+        self.cross = nn.ModuleDict({
+            t: nn.ModuleDict({s: mult(d, adrop[s]) for s in _others(t)}) for t in MODALITIES
+        })
+        self.hetero_memory = md(lambda m: mult(2 * d, attn_dropout, max(layers, 3)))
+        self.hetero_head = md(lambda m: ResidualHead(2 * d, output_dropout))
+        # 7: gated fusion
+        self.gate = md(lambda m: nn.Linear(2 * d, 2 * d))
+        self.gate_shared = nn.Linear(3 * d, 3 * d)
+        self.fusion_head = ResidualHead(9 * d, output_dropout)
+
+    def forward(self, inputs: dict[str, Tensor]) -> DMDOutput:
+        """Batch-first ``inputs``: ``text (B, L, D)`` or ``text_bert (B, 3, L)``; ``audio``/``vision (B, L_m, D_m)``."""
+        if self.text_key not in inputs:
+            raise KeyError(f"DMDNet expects inputs['{self.text_key}'] (text_encoder is "
+                           f"{'set' if self.text_model is not None else 'not set'}); got {sorted(inputs)}")
+        text = inputs[self.text_key]
+        if self.text_model is not None:
+            text = self.text_model(text)
+        x = {"text": F.dropout(text, self.text_dropout, self.training), "audio": inputs["audio"],
+             "vision": inputs["vision"]}
+        B = text.shape[0]
+
+        proj = {m: self.proj[m](x[m].transpose(1, 2)) for m in MODALITIES}  # (B, d, L')
+        s = {m: self.encoder_private[m](proj[m]) for m in MODALITIES}
+        c = {m: self.encoder_shared(proj[m]) for m in MODALITIES}
+        recon = {m: self.decoder[m](torch.cat([s[m], c[m]], dim=1)) for m in MODALITIES}
+        s_r = {m: self.encoder_private[m](recon[m]) for m in MODALITIES}
+        shared_sim = torch.stack([self.align_shared[m](c[m].reshape(B, -1)) for m in MODALITIES])
+
+        # homogeneous branch (sequence-first copies for the transformers)
+        c_seq = {m: c[m].permute(2, 0, 1) for m in MODALITIES}  # (L', B, d)
+        homo = [self.homo_head[m](c_seq[m].transpose(0, 1).reshape(B, -1)) for m in MODALITIES]
+        c_last = torch.cat([self.shared_attention[m](c_seq[m])[-1] for m in MODALITIES], dim=-1)  # (B, 3d)
+        logits_c, _ = self.shared_head(c_last)
+
+        # heterogeneous branch
+        s_seq = {m: s[m].permute(2, 0, 1) for m in MODALITIES}
+        last = {}
+        for t in MODALITIES:
+            h = torch.cat([self.cross[t][src](s_seq[t], s_seq[src]) for src in _others(t)], dim=-1)
+            last[t] = self.hetero_memory[t](h)[-1]  # (B, 2d)
+        hetero = [self.hetero_head[m](last[m]) for m in MODALITIES]
+
+        # fusion
+        fused = torch.cat([torch.sigmoid(self.gate[m](last[m])) for m in MODALITIES]
+                          + [torch.sigmoid(self.gate_shared(c_last))], dim=-1)  # (B, 9d)
+        prediction, _ = self.fusion_head(fused)
+
+        def order(dct: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+            return tuple(dct[m] for m in MODALITIES)
+
+        return DMDOutput(
+            prediction=prediction.squeeze(-1),
+            logits_c=logits_c.squeeze(-1),
+            logits_homo=torch.stack([lg for lg, _ in homo]),
+            reprs_homo=torch.stack([r for _, r in homo]),
+            logits_hetero=torch.stack([lg.squeeze(-1) for lg, _ in hetero]),
+            reprs_hetero=torch.stack([r for _, r in hetero]),
+            proj=order(proj), private=order(s), shared=order(c), private_recon=order(s_r), recon=order(recon),
+            shared_sim=shared_sim,
+        )
+
+
+def _others(target: str) -> tuple[str, str]:
+    """Source modalities of a target in the official concatenation order (L: A, V; A: L, V; V: L, A)."""
+    return {"text": ("audio", "vision"), "audio": ("text", "vision"), "vision": ("text", "audio")}[target]
+
+
+def _lookup(table: dict[str, int], key: str, name: str, fallback: str | None = None) -> int:
+    if key in table:
+        return int(table[key])
+    if fallback is not None and fallback in table:
+        return int(table[fallback])
+    raise KeyError(f"DMDNet: {name} has no entry for '{key}' (got {sorted(table)})")

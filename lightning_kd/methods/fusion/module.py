@@ -1,0 +1,51 @@
+"""LightningModule of the late-fusion baseline (L1 on the prediction only)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_kd.data.batch import Batch
+from lightning_kd.methods.base import SentimentRegressionModule
+from lightning_kd.methods.fusion.model import FusionNet
+
+
+class FusionBaseline(SentimentRegressionModule):
+    """Late-fusion baseline trained with the DMD protocol (same optimiser, schedule and stopping).
+
+    ``feature_dims`` and ``seq_lens`` are linked from the datamodule by the CLI.
+    """
+
+    def __init__(
+        self,
+        feature_dims: dict[str, int],
+        seq_lens: dict[str, int],
+        hidden: int = 50,
+        heads: int = 10,
+        layers: int = 4,
+        kernel_sizes: tuple[int, int, int] = (5, 5, 5),
+        text_dropout: float = 0.5,
+        attn_dropout: float = 0.3,
+        embed_dropout: float = 0.2,
+        output_dropout: float = 0.5,
+        text_encoder: str | None = None,
+        finetune_text: bool = True,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        lr_factor: float = 0.5,
+        lr_patience: int = 5,
+        metric_scheme: Literal["mmsa", "sims"] = "mmsa",
+    ) -> None:
+        super().__init__(lr, weight_decay, lr_factor, lr_patience, metric_scheme)
+        self.save_hyperparameters()
+        self.net = FusionNet(feature_dims, seq_lens, hidden, heads, layers, tuple(kernel_sizes), text_dropout,
+                             attn_dropout, embed_dropout, output_dropout, text_encoder, finetune_text)
+
+    def predict_scores(self, batch: Batch) -> Tensor:
+        return self.net(batch.inputs)
+
+    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
+        loss = F.l1_loss(self.net(batch.inputs).float(), batch.target.float())
+        return {"loss": loss, "task": loss}

@@ -1,0 +1,2 @@
+from lightning_kd.nn.mult import MulTEncoder
+from lightning_kd.nn.text import BertTextEncoder
