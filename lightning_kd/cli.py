@@ -55,14 +55,14 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "generate":
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] == "generate":
         from lightning_kd.data.synthetic import generate_cli
 
-        generate_cli(argv[1:])
+        generate_cli(args[1:])
         return
     try:
-        build_cli(argv)
+        build_cli(None if argv is None else args)
     except (DataFormatError, FileNotFoundError, CheckpointMismatchError) as err:
         print(f"lightning-kd: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -34,3 +34,20 @@ def tiny_mmsa_unaligned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_mmsa(tiny_mmsa_aligned: Path, tiny_mmsa_unaligned: Path) -> dict[str, Path]:
     """Both tiny MMSA files: ``{"aligned": path, "unaligned": path}``."""
     return {"aligned": tiny_mmsa_aligned, "unaligned": tiny_mmsa_unaligned}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: overrides that make any DMD/fusion config tiny and quiet (hidden 8, 1 layer, no accumulation)
+TINY_MODEL_ARGS = [
+    "--model.init_args.hidden=8", "--model.init_args.heads=2", "--model.init_args.layers=1",
+    "--trainer.accumulate_grad_batches=1", "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false", "--model.init_args.lr=1e-3",
+]
+
+
+@pytest.fixture
+def tiny_run_args(tiny_mmsa_aligned: Path, tmp_path: Path) -> list[str]:
+    """CLI arguments for a tiny DMD run on generated data, writing under ``tmp_path/runs``."""
+    return ["-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), *TINY_MODEL_ARGS]

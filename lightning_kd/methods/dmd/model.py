@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_kd.nn.mult import MulTEncoder
+from lightning_kd.nn.mult import MulTEncoder, fast_dropout
 
 __all__ = ["DMDNet", "DMDOutput", "MODALITIES"]
 
@@ -56,7 +56,7 @@ class ResidualHead(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = x + self.proj2(F.dropout(F.relu(self.proj1(x)), self.dropout, self.training))
+        h = x + self.proj2(fast_dropout(F.relu(self.proj1(x)), self.dropout, self.training))
         return self.out(h), h
 
 
@@ -74,7 +74,7 @@ class HomoHead(nn.Module):
 
     def forward(self, flat: Tensor) -> tuple[Tensor, Tensor]:
         r = F.relu(self.proj1(flat))
-        h = flat + self.proj2(F.dropout(r, self.dropout, self.training))
+        h = flat + self.proj2(fast_dropout(r, self.dropout, self.training))
         return self.out(h).squeeze(-1), r
 
 
@@ -183,7 +183,7 @@ class DMDNet(nn.Module):
         text = inputs[self.text_key]
         if self.text_model is not None:
             text = self.text_model(text)
-        x = {"text": F.dropout(text, self.text_dropout, self.training), "audio": inputs["audio"],
+        x = {"text": fast_dropout(text, self.text_dropout, self.training), "audio": inputs["audio"],
              "vision": inputs["vision"]}
         B = text.shape[0]
 

@@ -8,13 +8,11 @@ import torch
 from torch import Tensor
 
 from lightning_kd.data.batch import Batch
-from lightning_kd.distill.gd_unit import EDGES
+from lightning_kd.distill.gd_unit import EDGE_NAMES
 from lightning_kd.methods.base import SentimentRegressionModule
 from lightning_kd.methods.dmd.losses import DMDObjective
 from lightning_kd.methods.dmd.model import DMDNet
 
-VERTICES = ("L", "V", "A")
-EDGE_NAMES = tuple(f"{VERTICES[s]}->{VERTICES[t]}" for s, t in EDGES)
 
 
 class DMD(SentimentRegressionModule):
@@ -94,6 +92,6 @@ class DMD(SentimentRegressionModule):
     def edge_weights(self, batch: Batch) -> dict[str, Tensor]:
         """Mean learned edge weights ``(6,)`` per graph on a batch (eval mode), in ``EDGE_NAMES`` order."""
         out = self.net(batch.inputs)
-        homo = self.objective.homo.edge_weights(out.logits_homo, out.reprs_homo)
-        hetero = self.objective.hetero.edge_weights(out.logits_hetero, out.reprs_hetero)
+        homo = self.objective.homo_gd.edge_weights(out.logits_homo, out.reprs_homo)
+        hetero = self.objective.hetero_gd.edge_weights(out.logits_hetero, out.reprs_hetero)
         return {"homo": homo.float().mean(1), "hetero": hetero.float().mean(1)}

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_kd.nn.mult import MulTEncoder
+from lightning_kd.nn.mult import MulTEncoder, fast_dropout
 from lightning_kd.nn.text import BertTextEncoder
 
 MODALITIES = ("text", "audio", "vision")
@@ -50,11 +50,11 @@ class FusionNet(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         text = self.text_encoder(inputs["text_bert"]) if self.text_encoder else inputs["text"]
-        x = {"text": F.dropout(text, self.text_dropout, self.training), "audio": inputs["audio"], "vision": inputs["vision"]}
+        x = {"text": fast_dropout(text, self.text_dropout, self.training), "audio": inputs["audio"], "vision": inputs["vision"]}
         last = []
         for m in MODALITIES:
             h = self.proj[m](x[m].transpose(1, 2))  # (B, d, L')
             last.append(self.encoders[m](h.permute(2, 0, 1))[-1])  # last step (B, d)
         z = torch.cat(last, dim=-1)
-        z = z + self.fc2(F.dropout(F.relu(self.fc1(z)), self.output_dropout, self.training))
+        z = z + self.fc2(fast_dropout(F.relu(self.fc1(z)), self.output_dropout, self.training))
         return self.out(z).squeeze(-1)

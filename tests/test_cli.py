@@ -1,0 +1,123 @@
+"""End-to-end CLI behaviour: fit -> test -> predict through checkpoints, run directories, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_MODEL_ARGS
+from lightning_kd.cli import main
+from lightning_kd.metrics import MMSA_KEYS
+
+
+def _run_dir(tmp_path: Path, version: int, name: str = "dmd/mosi_aligned") -> Path:
+    return tmp_path / "runs" / name / f"version_{version}"
+
+
+def test_fit_test_predict_roundtrip(tiny_run_args: list[str], tmp_path: Path) -> None:
+    main(["fit", *tiny_run_args, "--trainer.max_epochs=2", "--test_after_fit=true"])
+    fit_dir = _run_dir(tmp_path, 0)
+    assert (fit_dir / "config.yaml").is_file()
+    fit_metrics = json.loads((fit_dir / "test_metrics.json").read_text())["metrics"]
+    assert set(MMSA_KEYS) <= set(fit_metrics)
+    best = [p for p in (fit_dir / "checkpoints").glob("epoch*.ckpt")]
+    assert len(best) == 1 and (fit_dir / "checkpoints" / "last.ckpt").is_file()
+
+    # feature dims and lengths were linked from the data into the model, not written in the config
+    hp = torch.load(best[0], weights_only=False)["hyper_parameters"]
+    assert hp["feature_dims"] == {"text": 32, "audio": 5, "vision": 7}
+    assert hp["seq_lens"] == {"text": 12, "audio": 12, "vision": 12}
+    assert torch.load(best[0], weights_only=False)["lightning_kd"]["method"].endswith("DMD")
+
+    # test from the saved config + best checkpoint reproduces the numbers, in a NEW run directory
+    cfg = str(fit_dir / "config.yaml")
+    main(["test", "-c", cfg, "--ckpt_path", str(best[0])])
+    test_metrics = json.loads((_run_dir(tmp_path, 1) / "test_metrics.json").read_text())["metrics"]
+    for k in MMSA_KEYS:
+        assert test_metrics[k] == pytest.approx(fit_metrics[k], abs=1e-6), k
+
+    main(["predict", "-c", cfg, "--ckpt_path", str(best[0])])
+    rows = list(csv.DictReader((_run_dir(tmp_path, 2) / "predictions.csv").open()))
+    assert len(rows) == 16 and set(rows[0]) == {"id", "prediction", "target"}
+    assert rows[0]["id"].startswith("synthtest_")
+    mae = sum(abs(float(r["prediction"]) - float(r["target"])) for r in rows) / len(rows)
+    assert mae == pytest.approx(test_metrics["MAE"], abs=1e-4)
+    # the earlier runs are untouched
+    assert (fit_dir / "test_metrics.json").is_file() and (fit_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resume_from_last_checkpoint_matches_uninterrupted(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
+    def fit(save_dir: Path, epochs: int, ckpt: Path | None = None) -> None:
+        args = ["fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"), "--data.init_args.path",
+                str(tiny_mmsa_aligned), "--trainer.logger.init_args.save_dir", str(save_dir), *TINY_MODEL_ARGS,
+                f"--trainer.max_epochs={epochs}"]
+        main(args + (["--ckpt_path", str(ckpt)] if ckpt else []))
+
+    fit(tmp_path / "a", 4)
+    fit(tmp_path / "b", 2)
+    last_b = tmp_path / "b/dmd/mosi_aligned/version_0/checkpoints/last.ckpt"
+    fit(tmp_path / "b", 4, last_b)
+    a = torch.load(tmp_path / "a/dmd/mosi_aligned/version_0/checkpoints/last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "b/dmd/mosi_aligned/version_1/checkpoints/last.ckpt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 3
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0, msg=k)
+    # and the run actually trained (weights differ from a 2-epoch run)
+    mid = torch.load(last_b, weights_only=False)["state_dict"]
+    assert any(not torch.equal(mid[k], a["state_dict"][k]) for k in mid if mid[k].is_floating_point())
+
+
+def test_fusion_baseline_config_layers_on_dmd_protocol(tiny_run_args: list[str], tmp_path: Path) -> None:
+    main(["fit", *tiny_run_args, "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), *TINY_MODEL_ARGS,
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.max_epochs=1",
+          "--test_after_fit=true"])
+    d = _run_dir(tmp_path, 0, "fusion/mosi_aligned")
+    ck = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ck["lightning_kd"]["method"].endswith("FusionBaseline")
+    assert set(MMSA_KEYS) <= set(json.loads((d / "test_metrics.json").read_text())["metrics"])
+
+
+def test_print_config(tiny_run_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *tiny_run_args, "--print_config"])
+    assert exc.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "class_path: lightning_kd.methods.dmd.DMD" in out and "accumulate_grad_batches" in out
+
+
+def test_missing_data_file_is_a_clear_error(tiny_run_args: list[str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere" / "aligned_50.pkl"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *tiny_run_args, "--data.init_args.path", str(missing)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err
+
+
+def test_generate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gen.pkl"
+    main(["generate", "mmsa", "--out", str(out), "--n", "8", "4", "4", "--dims", "16", "5", "7",
+          "--lengths", "6", "6", "6"])
+    assert out.is_file() and str(out) in capsys.readouterr().out
+
+
+def test_wandb_logger_offline(tiny_run_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    save = tmp_path / "wb"
+    main(["fit", *tiny_run_args, "--trainer.max_epochs=1", "--test_after_fit=true",
+          "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
+          f"--trainer.logger.init_args.save_dir={save}", "--trainer.logger.init_args.project=lkd-test",
+          "--trainer.logger.init_args.offline=true"])
+    runs = [p for p in (save / "lkd-test").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert (run / "config.yaml").is_file() and (run / "test_metrics.json").is_file()
+    assert list((run / "checkpoints").glob("*.ckpt"))
+    assert list((save / "wandb").glob("offline-run-*")), "wandb wrote no offline run"
