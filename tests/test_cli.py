@@ -112,12 +112,31 @@ def test_wandb_logger_offline(tiny_run_args: list[str], tmp_path: Path, monkeypa
     monkeypatch.setenv("WANDB_SILENT", "true")
     save = tmp_path / "wb"
     main(["fit", *tiny_run_args, "--trainer.max_epochs=1", "--test_after_fit=true",
-          "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
-          f"--trainer.logger.init_args.save_dir={save}", "--trainer.logger.init_args.project=lkd-test",
-          "--trainer.logger.init_args.offline=true"])
+          "-c", str(ROOT / "configs/loggers/wandb.yaml"),
+          f"--trainer.logger.init_args.save_dir={save}", "--trainer.logger.init_args.project=lkd-test"])
     runs = [p for p in (save / "lkd-test").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     run = runs[0]
     assert (run / "config.yaml").is_file() and (run / "test_metrics.json").is_file()
     assert list((run / "checkpoints").glob("*.ckpt"))
     assert list((save / "wandb").glob("offline-run-*")), "wandb wrote no offline run"
+
+
+def test_wandb_sweep_command_drives_the_cli(tiny_mmsa_aligned: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Expand the sweep's command as a wandb agent does (${args} -> --key=value) and parse it."""
+    import yaml
+
+    sweep = yaml.safe_load((ROOT / "configs/sweeps/dmd_synthetic.yaml").read_text())
+    cmd = sweep["command"]
+    assert cmd[:3] == ["${env}", "lightning-kd", "fit"] and cmd[-1] == "${args}"
+    args = []
+    for key, spec in sweep["parameters"].items():
+        value = spec["values"][0] if "values" in spec else spec["min"]
+        args.append(f"--{key}={value}")
+    argv = [str(ROOT / a) if a.startswith("configs/") else a for a in cmd[2:-1]] + args
+    with pytest.raises(SystemExit):
+        main(argv + ["--data.init_args.path", str(tiny_mmsa_aligned), "--print_config"])
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out["model"]["init_args"]["gd_weight"] == sweep["parameters"]["model.init_args.gd_weight"]["values"][0]
+    assert out["trainer"]["logger"]["class_path"].endswith("WandbLogger")
