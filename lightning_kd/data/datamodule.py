@@ -1,0 +1,105 @@
+"""Shared LightningDataModule base: whole splits in memory, batch loaders, dims for config linking."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
+
+SPLITS = ("train", "valid", "test")
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Base for every datamodule of the project.
+
+    Subclasses implement :meth:`load_splits`, which reads the files once and returns all splits as
+    tensors. Nothing is re-read per step or per split, and loaders use no worker processes (the data
+    is already in memory, workers would only copy it).
+
+    ``feature_dims`` and ``seq_lens`` are read from the data and linked into the model by the CLI
+    (``apply_on="instantiate"``), so configs never repeat them.
+
+    Args:
+        batch_size: samples per batch for every split.
+        seed: seed of the training-set shuffling (order depends on ``(seed, epoch)`` only).
+        predict_split: split used by ``predict``.
+        eval_batch_size: batch size for valid/test/predict (defaults to ``batch_size``).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        seed: int = 0,
+        predict_split: str = "test",
+        eval_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if predict_split not in SPLITS:
+            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.seed = seed
+        self.predict_split = predict_split
+        self._splits: dict[str, SplitTensors] | None = None
+
+    # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def load_splits(self) -> dict[str, SplitTensors]:
+        """Read the data once; return ``{"train", "valid", "test"} -> SplitTensors``."""
+
+    # -- shared -------------------------------------------------------------------------------
+    @property
+    def splits(self) -> dict[str, SplitTensors]:
+        if self._splits is None:
+            self._splits = self.load_splits()
+        return self._splits
+
+    def split(self, name: str) -> SplitTensors:
+        return self.splits[name]
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Modality -> feature size of the last axis (token-id inputs report the id tensor's rows)."""
+        s = self.splits["train"]
+        return {k: int(v.shape[-1]) if v.is_floating_point() else int(v.shape[1]) for k, v in s.inputs.items()}
+
+    @property
+    def seq_lens(self) -> dict[str, int]:
+        """Modality -> padded sequence length (steps axis of the stored tensors)."""
+        s = self.splits["train"]
+        return {k: int(v.shape[-1]) if not v.is_floating_point() else int(v.shape[1]) for k, v in s.inputs.items()}
+
+    def ids(self, split: str) -> list[str]:
+        return self.splits[split].ids
+
+    def setup(self, stage: str | None = None) -> None:
+        _ = self.splits
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = InMemoryDataset(self.splits[split])
+        sampler = EpochSeededSampler(len(ds), self.seed) if train else None
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            shuffle=False,
+            collate_fn=identity_collate,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split, train=False)
