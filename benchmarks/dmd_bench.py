@@ -178,7 +178,7 @@ def main() -> None:
         (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
     if a.what in ("accuracy", "all"):
         rows = accuracy(a.seeds, a.max_epochs, a.precision)
-        (RESULTS / "dmd_accuracy.json").write_text(json.dumps(rows, indent=2))
+        (RESULTS / f"dmd_accuracy_e{a.max_epochs}.json").write_text(json.dumps(rows, indent=2))
         print(_table(rows))
 
 

@@ -34,7 +34,8 @@ class KDCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
-            ckpt = "best" if self.trainer.checkpoint_callback is not None and not self.trainer.fast_dev_run else None
+            cb = self.trainer.checkpoint_callback  # the first ModelCheckpoint: the best by the monitored metric
+            ckpt = cb.best_model_path or None if cb is not None and not self.trainer.fast_dev_run else None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 
