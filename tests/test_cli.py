@@ -140,3 +140,17 @@ def test_wandb_sweep_command_drives_the_cli(tiny_mmsa_aligned: Path, tmp_path: P
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["model"]["init_args"]["gd_weight"] == sweep["parameters"]["model.init_args.gd_weight"]["values"][0]
     assert out["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+
+
+@pytest.mark.parametrize("config", ["mosi_aligned", "mosi_unaligned", "mosei_aligned", "mosei_unaligned", "synthetic"])
+def test_every_dmd_config_trains(config: str, tiny_mmsa: dict[str, Path], tmp_path: Path) -> None:
+    """Each shipped config runs a fast_dev_run fit + test on a generated file of its layout."""
+    if config == "synthetic":
+        data = ["--data.init_args.path", str(tmp_path / "synth.pkl"), "--data.init_args.n=[24,8,8]",
+                "--data.init_args.dims=[32,5,7]", "--data.init_args.lengths=[12,12,12]"]
+    else:
+        data = ["--data.init_args.path", str(tiny_mmsa["unaligned" if "unaligned" in config else "aligned"])]
+    main(["fit", "-c", str(ROOT / f"configs/dmd/{config}.yaml"), *data, *TINY_MODEL_ARGS,
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.fast_dev_run=1"])
+    if config == "synthetic":
+        assert (tmp_path / "synth.pkl").is_file()
