@@ -35,7 +35,9 @@ class KDCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
             cb = self.trainer.checkpoint_callback  # the first ModelCheckpoint: the best by the monitored metric
-            ckpt = cb.best_model_path or None if cb is not None and not self.trainer.fast_dev_run else None
+            ckpt = None  # no checkpoint (fast_dev_run, checkpointing off): test the weights in memory
+            if cb is not None and not self.trainer.fast_dev_run and cb.best_model_path:
+                ckpt = cb.best_model_path
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 
