@@ -1,7 +1,9 @@
 """The ``lightning-kd`` command: LightningCLI (subclass mode) plus a ``generate`` subcommand for data.
 
     lightning-kd fit|validate|test|predict -c configs/<method>/<config>.yaml [--key value ...]
+    lightning-kd robustness -c <run>/config.yaml --ckpt_path <ckpt>   # missing-modality grid
     lightning-kd generate mmsa --out data/synthetic/mosi_aligned.pkl
+    lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml [-- --key value ...]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
 from lightning_kd.data.errors import DataFormatError
 from lightning_kd.methods.base import CheckpointMismatchError
+from lightning_kd.trainer import KDTrainer
 
 
 class KDCLI(LightningCLI):
@@ -25,6 +28,10 @@ class KDCLI(LightningCLI):
     - Every run writes into its own directory (logger version); config.yaml, checkpoints,
       test_metrics.json and predictions.csv live there.
     """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "robustness": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.feature_dims", "model.init_args.feature_dims", apply_on="instantiate")
@@ -46,6 +53,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
     return KDCLI(
         pl.LightningModule,
         pl.LightningDataModule,
+        trainer_class=KDTrainer,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=RunDirSaveConfig,
@@ -57,6 +65,42 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
     )
 
 
+TEACHER_OPTION = "--model.init_args.teacher_ckpt"
+
+
+def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]:
+    """Fit each stage config in order; every stage after the first gets the previous stage's best checkpoint
+    as ``model.init_args.teacher_ckpt``. ``extra`` arguments apply to every stage. Returns the checkpoints."""
+    if len(stages) < 2:
+        raise ValueError("a pipeline needs at least two stage configs (teacher, then student)")
+    ckpts: list[str] = []
+    for i, cfg in enumerate(stages):
+        chain = [TEACHER_OPTION, ckpts[-1]] if ckpts else []
+        print(f"lightning-kd pipeline: stage {i + 1}/{len(stages)}: fit -c {cfg} {' '.join(chain)}", flush=True)
+        cli = build_cli(["fit", "-c", cfg, *(extra or []), *chain])
+        cb = cli.trainer.checkpoint_callback
+        best = cb.best_model_path if cb is not None else ""
+        if not best:
+            raise RuntimeError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
+                               "stage has no teacher; enable a ModelCheckpoint in that config")
+        ckpts.append(best)
+    print("lightning-kd pipeline: done; checkpoints:\n  " + "\n  ".join(ckpts), flush=True)
+    return ckpts
+
+
+def pipeline_cli(argv: list[str]) -> None:
+    """``lightning-kd pipeline STAGE1.yaml STAGE2.yaml [...] [-- shared fit arguments]``."""
+    if "-h" in argv[:1] or "--help" in argv[:1] or not argv:
+        print("usage: lightning-kd pipeline STAGE1.yaml STAGE2.yaml [...] [-- --key value ...]\n\n"
+              "Fits the stage configs in order; each stage after the first distils from the previous stage's best\n"
+              f"checkpoint ({TEACHER_OPTION}). Arguments after `--` apply to every stage, e.g.\n"
+              "  lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml "
+              "-- --trainer.max_epochs 5")
+        return
+    cut = argv.index("--") if "--" in argv else len(argv)
+    run_pipeline(argv[:cut], argv[cut + 1:])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "generate":
@@ -65,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         generate_cli(args[1:])
         return
     try:
+        if args and args[0] == "pipeline":
+            pipeline_cli(args[1:])
+            return
         build_cli(None if argv is None else args)
     except (DataFormatError, FileNotFoundError, CheckpointMismatchError) as err:
         print(f"lightning-kd: error: {err}", file=sys.stderr)

@@ -37,6 +37,8 @@ class TestMetricsWriter(Callback):
     filename = "test_metrics.json"
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if getattr(trainer, "robustness_running", False):  # `lightning-kd robustness` writes its own CSV
+            return
         out = run_dir(trainer) / self.filename
         if not trainer.is_global_zero:
             return

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_kd.data.batch import Batch
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
 
 SPLITS = ("train", "valid", "test")
@@ -28,6 +31,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: seed of the training-set shuffling (order depends on ``(seed, epoch)`` only).
         predict_split: split used by ``predict``.
         eval_batch_size: batch size for valid/test/predict (defaults to ``batch_size``).
+        train_missing: missing-modality augmentation of training batches (frame dropping and modality
+            removal, :class:`~lightning_kd.data.missing.MissingAugmentation`); the complete inputs stay
+            available as ``batch.complete_inputs`` for a teacher.
+        eval_missing: the missing-modality condition of validation, test and predict batches
+            (:class:`~lightning_kd.data.missing.MissingCondition`); ``None`` = complete data.
     """
 
     def __init__(
@@ -36,6 +44,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: int = 0,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
+        train_missing: MissingAugmentation | None = None,
+        eval_missing: MissingCondition | None = None,
     ) -> None:
         super().__init__()
         if predict_split not in SPLITS:
@@ -44,6 +54,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
         self.predict_split = predict_split
+        self.train_missing = train_missing
+        self.eval_missing = eval_missing
         self._splits: dict[str, SplitTensors] | None = None
 
     # -- to implement -------------------------------------------------------------------------
@@ -78,6 +90,18 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Apply the missing-modality augmentation (training) or condition (evaluation) on the device."""
+        trainer = self.trainer
+        if trainer is None or not isinstance(batch, Batch):
+            return batch
+        if trainer.training:
+            if self.train_missing is not None:
+                return self.train_missing.apply(batch, epoch=trainer.current_epoch)
+        elif self.eval_missing is not None:
+            return self.eval_missing.apply(batch)
+        return batch
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = InMemoryDataset(self.splits[split])

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lightning_kd.data.formats.mmsa import MMSADataModule
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
 __all__ = ["SyntheticMMSADataModule", "generate_cli", "write_mmsa_pickle"]
@@ -204,6 +205,8 @@ class SyntheticMMSADataModule(MMSADataModule):
         seed: int = 0,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
+        train_missing: MissingAugmentation | None = None,
+        eval_missing: MissingCondition | None = None,
     ) -> None:
         self.n, self.dims, self.aligned, self.data_seed = tuple(n), tuple(dims), aligned, data_seed
         self.lengths = tuple(lengths or default_lengths(aligned))
@@ -214,6 +217,7 @@ class SyntheticMMSADataModule(MMSADataModule):
         super().__init__(
             path, text=text, label_range=label_range, batch_size=batch_size, seed=seed,
             predict_split=predict_split, eval_batch_size=eval_batch_size,
+            train_missing=train_missing, eval_missing=eval_missing,
         )
 
     def generate(self) -> Path:
@@ -232,7 +236,8 @@ class SyntheticMMSADataModule(MMSADataModule):
 
 
 def generate_cli(argv: list[str] | None = None) -> None:
-    """``lightning-kd generate mmsa --out FILE [--unaligned] [--n ..] [--dims ..] [--lengths ..] [--seed S]``."""
+    """``lightning-kd generate mmsa --out FILE [--unaligned] [--n ..] [--dims ..] [--lengths ..] [--seed S]`` or
+    ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L] [--seed S]``."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
     p = sub.add_parser("mmsa", help="MMSA feature pickle (MOSI/MOSEI/CH-SIMS aligned_50.pkl / unaligned_50.pkl layout)")
@@ -243,7 +248,34 @@ def generate_cli(argv: list[str] | None = None) -> None:
     p.add_argument("--lengths", nargs=3, type=int, default=None, metavar=("TEXT", "AUDIO", "VISION"),
                    help="padded lengths (default 50 50 50 aligned, 50 375 500 unaligned)")
     p.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("mult", help="MulT pickle (iemocap_data.pkl / mosi_data.pkl layout)")
+    q.add_argument("--dataset", choices=("iemocap", "mosi"), default="iemocap",
+                   help="iemocap: emotion labels (N, 4, 2); mosi: sentiment labels (N, 1, 1)")
+    q.add_argument("--out", required=True, type=Path, help="output .pkl file")
+    q.add_argument("--n", nargs=3, type=int, default=None, metavar=("TRAIN", "VALID", "TEST"),
+                   help="samples per split (default 2717 798 938 iemocap, 1284 229 686 mosi)")
+    q.add_argument("--dims", nargs=3, type=int, default=None, metavar=("TEXT", "AUDIO", "VISION"),
+                   help="feature sizes (default 300 74 35 iemocap, 300 5 20 mosi)")
+    q.add_argument("--length", type=int, default=None, help="aligned padded length (default 20 iemocap, 50 mosi)")
+    q.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    if args.format == "mult":
+        from lightning_kd.data.synthetic_mult import MULT_DEFAULTS, write_mult_pickle  # lazy: it imports this module
+
+        dflt = MULT_DEFAULTS[args.dataset]
+        n, dims = tuple(args.n or dflt["n"]), tuple(args.dims or dflt["dims"])
+        length = dflt["length"] if args.length is None else args.length
+        try:
+            path = write_mult_pickle(args.out, dataset=args.dataset, n=n, dims=dims, length=length, seed=args.seed)
+        except ValueError as e:
+            parser.error(str(e))
+        print(f"wrote {path} ({args.dataset}, aligned)")
+        labels = (4, 2) if args.dataset == "iemocap" else (1, 1)
+        for split, ns in zip(_SPLITS, n):
+            shapes = ", ".join(f"{m} {(ns, length, dims[i])}" for i, m in enumerate(_MODS))
+            print(f"  {split}: {shapes}, labels {(ns, *labels)}")
+        return
 
     aligned = not args.unaligned
     lengths = tuple(args.lengths or default_lengths(aligned))

@@ -1,1 +1,5 @@
+from lightning_kd.distill.contrastive import SampleContrastiveDistillation
 from lightning_kd.distill.gd_unit import EDGES, HETERO_PRIOR_LOGITS, HOMO_PRIOR_LOGITS, GDLoss, GDUnit
+from lightning_kd.distill.mutual_info import JSMutualInformation, ResponseDisentangledDistillation
+from lightning_kd.distill.prototype import PrototypeDistillation
+from lightning_kd.distill.teacher import TeacherError, TeacherMixin, TeacherNotFoundError, load_teacher

@@ -25,7 +25,54 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint written by another method (or not by lightning_kd) was given to this method."""
 
 
-class SentimentRegressionModule(pl.LightningModule):
+class MethodModule(pl.LightningModule):
+    """Base of every method's LightningModule: Adam + ReduceLROnPlateau on ``val/loss``, checkpoint tag.
+
+    Args:
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        lr_factor / lr_patience: ``ReduceLROnPlateau`` on ``val/loss``.
+    """
+
+    def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 5) -> None:
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.lr_factor, self.lr_patience = lr_factor, lr_patience
+
+    # -- optimisation (DMD protocol: Adam + ReduceLROnPlateau on validation L1) ------------------
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.lr_factor,
+                                                           patience=self.lr_patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
+
+    # -- checkpoints say which method wrote them --------------------------------------------------
+    @classmethod
+    def method_name(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import lightning_kd
+
+        checkpoint[CHECKPOINT_KEY] = {"method": self.method_name(), "version": lightning_kd.__version__}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        tag = checkpoint.get(CHECKPOINT_KEY)
+        path = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        where = f"checkpoint {path}" if path else "the checkpoint"
+        if tag is None:
+            raise CheckpointMismatchError(
+                f"{where} was not written by lightning_kd (no '{CHECKPOINT_KEY}' entry); "
+                f"pass a checkpoint trained with `lightning-kd fit` for {self.method_name()}.")
+        if tag.get("method") != self.method_name():
+            raise CheckpointMismatchError(
+                f"{where} holds a {tag.get('method')} model, but the config builds {self.method_name()}; "
+                "use the config of the method that wrote the checkpoint (its run directory has config.yaml), "
+                "or pass a checkpoint of this method.")
+
+
+class SentimentRegressionModule(MethodModule):
     """Base for modules that regress one sentiment score per sample.
 
     Args:
@@ -43,9 +90,7 @@ class SentimentRegressionModule(pl.LightningModule):
         lr_patience: int = 5,
         metric_scheme: Literal["mmsa", "sims"] = "mmsa",
     ) -> None:
-        super().__init__()
-        self.lr, self.weight_decay = lr, weight_decay
-        self.lr_factor, self.lr_patience = lr_factor, lr_patience
+        super().__init__(lr, weight_decay, lr_factor, lr_patience)
         self.val_metrics = SentimentMetrics(metric_scheme)
         self.test_metrics = SentimentMetrics(metric_scheme)
 
@@ -94,35 +139,3 @@ class SentimentRegressionModule(pl.LightningModule):
 
     def forward(self, batch: Batch) -> Tensor:
         return self.predict_scores(batch)
-
-    # -- optimisation (DMD protocol: Adam + ReduceLROnPlateau on validation L1) ------------------
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.lr_factor,
-                                                           patience=self.lr_patience)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
-
-    # -- checkpoints say which method wrote them --------------------------------------------------
-    @classmethod
-    def method_name(cls) -> str:
-        return f"{cls.__module__}.{cls.__qualname__}"
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        import lightning_kd
-
-        checkpoint[CHECKPOINT_KEY] = {"method": self.method_name(), "version": lightning_kd.__version__}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        tag = checkpoint.get(CHECKPOINT_KEY)
-        path = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
-        where = f"checkpoint {path}" if path else "the checkpoint"
-        if tag is None:
-            raise CheckpointMismatchError(
-                f"{where} was not written by lightning_kd (no '{CHECKPOINT_KEY}' entry); "
-                f"pass a checkpoint trained with `lightning-kd fit` for {self.method_name()}.")
-        if tag.get("method") != self.method_name():
-            raise CheckpointMismatchError(
-                f"{where} holds a {tag.get('method')} model, but the config builds {self.method_name()}; "
-                "use the config of the method that wrote the checkpoint (its run directory has config.yaml), "
-                "or pass a checkpoint of this method.")

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
 __all__ = ["MMSADataModule", "read_mmsa"]
@@ -281,7 +282,8 @@ class MMSADataModule(InMemoryDataModule):
         path: the pickle.
         text: ``"features"`` (BERT features, input ``text``) or ``"bert_ids"`` (token ids, input ``text_bert``).
         label_range: allowed absolute label value.
-        batch_size, seed, predict_split, eval_batch_size: see :class:`InMemoryDataModule`.
+        batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing: see
+            :class:`InMemoryDataModule`.
     """
 
     def __init__(
@@ -293,8 +295,11 @@ class MMSADataModule(InMemoryDataModule):
         seed: int = 0,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
+        train_missing: MissingAugmentation | None = None,
+        eval_missing: MissingCondition | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size)
+        super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
+                         train_missing=train_missing, eval_missing=eval_missing)
         self.path = path
         self.text = text
         self.label_range = label_range

@@ -1,0 +1,161 @@
+"""LightningModule of CorrKD (Li et al., CVPR 2024): one class for both stages.
+
+``role: teacher`` trains :class:`CorrKDNet` on complete data with cross-entropy. ``role: student``
+trains a fresh :class:`CorrKDNet` on missing-modality batches (``data.init_args.train_missing``) with
+cross-entropy plus SCD, CPD and RCD against the frozen teacher (``teacher_ckpt``), which sees the same
+samples complete (``batch.complete()``). Only the student runs at test time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from lightning_kd.data.batch import Batch
+from lightning_kd.distill.teacher import TeacherMixin
+from lightning_kd.methods.base import MethodModule
+from lightning_kd.methods.corrkd.losses import CorrKDObjective
+from lightning_kd.methods.corrkd.model import CorrKDNet, CorrKDOutput
+from lightning_kd.metrics.classification import EMOTIONS, ClassificationMetrics
+
+__all__ = ["CorrKD"]
+
+_TASKS = {"binary_sentiment": 1, "emotion": len(EMOTIONS)}
+
+
+class CorrKD(TeacherMixin, MethodModule):
+    """CorrKD teacher or student.
+
+    Args:
+        feature_dims / seq_lens: linked from the datamodule by the CLI (``seq_lens`` is unused: positions
+            are computed for any length).
+        role: ``teacher`` (complete data, task loss only) or ``student`` (needs ``teacher_ckpt``).
+        teacher_ckpt: checkpoint of a trained CorrKD teacher (student only).
+        save_teacher: also store the teacher's weights in student checkpoints.
+        task: ``binary_sentiment`` (MOSI/MOSEI; class = score >= 0, Has0/Non0 accuracy and weighted F1)
+            or ``emotion`` (IEMOCAP; four binary emotion decisions, per-emotion accuracy and weighted F1).
+        dim, heads, layers, kernel_size, dropout, head_dropout: :class:`CorrKDNet`.
+        scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature: :class:`CorrKDObjective`.
+        lr, weight_decay, lr_factor, lr_patience: Adam + ReduceLROnPlateau on validation cross-entropy.
+        text_encoder, finetune_text: local BERT for ``text_bert`` token-id inputs.
+    """
+
+    teacher_methods = ("lightning_kd.methods.corrkd.module.CorrKD",)
+
+    def __init__(
+        self,
+        feature_dims: dict[str, int],
+        seq_lens: dict[str, int] | None = None,
+        role: Literal["teacher", "student"] = "teacher",
+        teacher_ckpt: str | None = None,
+        save_teacher: bool = False,
+        task: Literal["binary_sentiment", "emotion"] = "binary_sentiment",
+        dim: int = 40,
+        heads: int = 10,
+        layers: int = 2,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+        head_dropout: float = 0.1,
+        scd_weight: float = 1.0,
+        cpd_weight: float = 1.0,
+        rcd_weight: float = 1.0,
+        margin: float = 1.0,
+        mi_hidden: int = 64,
+        temperature: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lr_factor: float = 0.5,
+        lr_patience: int = 5,
+        text_encoder: str | None = None,
+        finetune_text: bool = True,
+    ) -> None:
+        super().__init__(lr, weight_decay, lr_factor, lr_patience)
+        if task not in _TASKS:
+            raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
+        if role == "student" and not teacher_ckpt:
+            raise ValueError("CorrKD role 'student' distils from a teacher: set model.init_args.teacher_ckpt to the "
+                             "checkpoint of a CorrKD teacher (configs/corrkd/*_teacher.yaml), or use "
+                             "`lightning-kd pipeline` to run both stages")
+        if role == "teacher" and teacher_ckpt:
+            raise ValueError("CorrKD role 'teacher' trains without a teacher: remove model.init_args.teacher_ckpt or "
+                             "set model.init_args.role student")
+        self.save_hyperparameters()
+        self.role, self.task = role, task
+        tasks = _TASKS[task]
+        self.net = CorrKDNet(feature_dims, dim, heads, layers, kernel_size, dropout, head_dropout, tasks, 2,
+                             text_encoder, finetune_text)
+        self.objective = CorrKDObjective(tasks, 2, scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature)
+        if role == "teacher":
+            self.objective.rcd.requires_grad_(False)  # unused without a teacher: keep it out of DDP and Adam
+        self.init_teacher(teacher_ckpt, save_teacher)
+        self.val_metrics = ClassificationMetrics(task)
+        self.test_metrics = ClassificationMetrics(task)
+
+    # -- labels and predictions ---------------------------------------------------------------------
+    def class_labels(self, target: Tensor) -> Tensor:
+        """``(B, tasks)`` class indices: binary sentiment = score >= 0; emotions are given as 0/1."""
+        if self.task == "binary_sentiment":
+            return (target.reshape(-1) >= 0).long()[:, None] if target.is_floating_point() else target.reshape(-1, 1).long()
+        return target.long()
+
+    def forward(self, batch: Batch) -> CorrKDOutput:
+        return self.net(batch.inputs, batch.masks)
+
+    @staticmethod
+    def _classes(logits: Tensor) -> Tensor:
+        pred = logits.argmax(-1)  # (B, tasks)
+        return pred[:, 0] if pred.shape[1] == 1 else pred
+
+    # -- steps ------------------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        labels = self.class_labels(batch.target)
+        student = self(batch)
+        teacher = None
+        if self.role == "student":
+            full = batch.complete()
+            teacher = self.teacher_forward(lambda t: t.net(full.inputs, full.masks))
+        terms = self.objective(student, labels, teacher)
+        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()}, on_step=False, on_epoch=True,
+                      batch_size=len(batch))
+        return terms["loss"]
+
+    def _eval_step(self, batch: Batch, stage: str, metrics: ClassificationMetrics) -> None:
+        out = self(batch)
+        self.log(f"{stage}/loss", self.objective.task_loss(out, self.class_labels(batch.target)), on_step=False,
+                 on_epoch=True, batch_size=len(batch), sync_dist=True)
+        metrics.update(self._classes(out.logits), batch.target)
+
+    def _eval_epoch_end(self, stage: str, metrics: ClassificationMetrics) -> None:
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
+        metrics.reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_metrics)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_metrics)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        """Predicted class per sample (binary sentiment: 1 = non-negative; IEMOCAP: 0/1 per emotion)."""
+        return {"index": batch.index, "prediction": self._classes(self(batch).logits).float(), "target": batch.target}
+
+    def on_train_start(self) -> None:
+        if self.role == "student":
+            dm = self.trainer.datamodule
+            aug = getattr(dm, "train_missing", None)
+            if aug is None or aug.is_identity:
+                from lightning.pytorch.utilities import rank_zero_warn
+
+                rank_zero_warn("CorrKD student without data.init_args.train_missing: it sees complete data like its "
+                               "teacher, so the distillation only regularises; set train_missing (see "
+                               "configs/corrkd/synthetic_student.yaml).")
+
+

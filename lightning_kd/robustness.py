@@ -1,0 +1,152 @@
+"""Missing-modality robustness evaluation of any trained sentiment checkpoint.
+
+``lightning-kd robustness -c <config> --ckpt_path <ckpt>`` tests the checkpoint under every
+condition of the grid *frame-drop rate p in {0.0, 0.1, ..., 1.0}* x *available modalities in
+{l, a, v, la, lv, av, lav}* (CorrKD, CVPR 2024, Sec. 4.1 and Fig. 3; the condition rules are in
+:mod:`lightning_kd.data.missing`) and writes, into the run directory:
+
+* ``robustness.csv``: one row per condition (``condition, setting, rate`` and every test metric the
+  model reports), plus rows ``setting = avg`` holding, per rate, the mean over the six incomplete
+  settings (the paper's "Avg" column at p = 0);
+* ``robustness.png``: F1 (and MAE where the model reports it) against p, one line per setting.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lightning_kd.callbacks.outputs import _atomic_write
+from lightning_kd.callbacks.run_dir import run_dir
+from lightning_kd.data.missing import INCOMPLETE_SETTINGS, MODALITY_SETTINGS, MissingCondition
+
+__all__ = ["DEFAULT_RATES", "F1_KEYS", "headline", "plot_robustness", "read_robustness_csv", "run_robustness"]
+
+DEFAULT_RATES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+#: the weighted-F1 column each metric scheme reports, first found wins (MOSI/MOSEI, IEMOCAP, CH-SIMS)
+F1_KEYS: tuple[str, ...] = ("Has0_F1_score", "Avg_F1", "F1_score")
+CSV_NAME, PNG_NAME = "robustness.csv", "robustness.png"
+
+
+def headline(metrics: Sequence[str], candidates: Sequence[str] = F1_KEYS) -> str | None:
+    """The first of ``candidates`` present in ``metrics``."""
+    return next((k for k in candidates if k in metrics), None)
+
+
+def run_robustness(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | None = None,
+    rates: Sequence[float] = DEFAULT_RATES,
+    settings: Sequence[str] = MODALITY_SETTINGS,
+    seed: int = 0,
+    weights_only: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Test ``model`` under every (setting, rate) condition; write ``robustness.csv`` / ``.png``.
+
+    The checkpoint is loaded once (by the first ``trainer.test``); every later condition reuses the
+    weights in memory. Returns the rows written to the CSV.
+    """
+    if not hasattr(datamodule, "eval_missing"):
+        raise TypeError(f"{type(datamodule).__name__} has no `eval_missing`; robustness needs a lightning_kd "
+                        "InMemoryDataModule (MMSA, MulT-style or synthetic data)")
+    conditions = [MissingCondition(float(r), s, seed) for s in settings for r in rates]
+    previous = datamodule.eval_missing
+    rows: list[dict[str, Any]] = []
+    trainer.robustness_running = True  # tells TestMetricsWriter not to overwrite test_metrics.json
+    try:
+        for i, cond in enumerate(conditions):
+            datamodule.eval_missing = cond
+            out = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path if i == 0 else None,
+                               verbose=False, weights_only=weights_only)
+            metrics = {k.removeprefix("test/"): float(v) for k, v in out[0].items() if k.startswith("test/")}
+            rows.append({"condition": f"{cond.available}@{cond.rate:.1f}", "setting": cond.available,
+                         "rate": cond.rate, **metrics})
+            model.print(f"robustness {i + 1}/{len(conditions)} {rows[-1]['condition']}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in (*F1_KEYS, "MAE")))
+    finally:
+        datamodule.eval_missing = previous
+        trainer.robustness_running = False
+    rows += _average_rows(rows)
+    out_dir = run_dir(trainer)
+    if trainer.is_global_zero:
+        write_robustness_csv(rows, out_dir / CSV_NAME)
+        plot_robustness(rows, out_dir / PNG_NAME, title=type(model).__name__)
+        model.print(f"robustness results written to {out_dir / CSV_NAME} and {out_dir / PNG_NAME}")
+    return rows
+
+
+def _average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per rate, the mean over the six incomplete settings (only when all six were evaluated)."""
+    out = []
+    for rate in sorted({r["rate"] for r in rows}):
+        group = [r for r in rows if r["rate"] == rate and r["setting"] in INCOMPLETE_SETTINGS]
+        if len(group) != len(INCOMPLETE_SETTINGS):
+            continue
+        keys = [k for k in group[0] if k not in ("condition", "setting", "rate")]
+        out.append({"condition": f"avg@{rate:.1f}", "setting": "avg", "rate": rate,
+                    **{k: sum(g[k] for g in group) / len(group) for k in keys}})
+    return out
+
+
+def write_robustness_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """``condition, setting, rate, <metrics...>``, written atomically."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def write(f) -> None:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k != "rate" else v) for k, v in r.items()})
+
+    _atomic_write(path, write)
+
+
+def read_robustness_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``robustness.csv`` with numbers parsed."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            if k not in ("condition", "setting"):
+                r[k] = float(v) if v not in ("", None) else math.nan
+    return rows
+
+
+def plot_robustness(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """F1 (and MAE, when reported) against the frame-drop rate, one line per modality setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in rows[0] if k not in ("condition", "setting", "rate")]
+    panels = [k for k in (headline(keys), "MAE") if k is not None and k in keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    settings = [s for s in (*MODALITY_SETTINGS, "avg") if any(r["setting"] == s for r in rows)]
+    for ax, key in zip(axes[0], panels):
+        for s in settings:
+            pts = sorted((r["rate"], r[key]) for r in rows if r["setting"] == s)
+            style = {"linestyle": "--", "color": "black"} if s == "avg" else {"marker": "o", "markersize": 3}
+            label = "avg of 6 incomplete" if s == "avg" else "{" + ",".join(s) + "}"
+            ax.plot([p for p, _ in pts], [v for _, v in pts], label=label, **style)
+        ax.set_xlabel("frame-drop rate p")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, title="available")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
