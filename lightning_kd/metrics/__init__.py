@@ -1,5 +1,14 @@
-"""Evaluation metrics (MMSA ``MetricsTop`` rules for sentiment regression)."""
+"""Evaluation metrics (MMSA ``MetricsTop`` rules for sentiment regression; binary sentiment and emotion
+classification)."""
 
+from lightning_kd.metrics.classification import (
+    BINARY_SENTIMENT_KEYS,
+    EMOTIONS,
+    ClassificationMetrics,
+    binary_sentiment_metrics,
+    emotion_keys,
+    emotion_metrics,
+)
 from lightning_kd.metrics.sentiment import (
     MMSA_KEYS,
     SIMS_KEYS,
@@ -9,6 +18,12 @@ from lightning_kd.metrics.sentiment import (
 )
 
 __all__ = [
+    "BINARY_SENTIMENT_KEYS",
+    "EMOTIONS",
+    "ClassificationMetrics",
+    "binary_sentiment_metrics",
+    "emotion_keys",
+    "emotion_metrics",
     "MMSA_KEYS",
     "SIMS_KEYS",
     "SentimentMetrics",

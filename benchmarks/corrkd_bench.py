@@ -1,0 +1,198 @@
+"""Missing-modality robustness of four models on generated MOSI-shaped data (issue: CorrKD figures).
+
+    python benchmarks/corrkd_bench.py run [--seeds 1111 1112 1113] [--workers 2]
+    python benchmarks/corrkd_bench.py summary          # table + figure from the saved CSVs
+
+Models, each trained with its own published protocol under a capped epoch budget, then evaluated by
+``lightning-kd robustness`` on the test split over p in {0.0, ..., 1.0} x 7 modality settings:
+
+(a) ``fusion``          late-fusion baseline, complete training data (DMD protocol, ``--fusion_epochs``);
+(b) ``fusion_missing``  the same baseline trained with the missing-data augmentation the CorrKD student sees;
+(c) ``dmd``             DMD, complete training data (``--dmd_epochs``);
+(d) ``corrkd``          CorrKD teacher (complete data) then student (missing data), ``--corrkd_epochs`` each.
+
+Every job runs in its own process with one thread (``--workers`` jobs at a time). Results:
+``benchmarks/results/corrkd/<model>_s<seed>.csv`` (the robustness CSV of that run),
+``benchmarks/results/corrkd_robustness.json`` and ``benchmarks/results/corrkd_robustness.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CSV_DIR = RESULTS / "corrkd"
+WORK = ROOT / "runs" / "bench_corrkd"
+MODELS = ("fusion", "fusion_missing", "dmd", "corrkd")
+LABELS = {"fusion": "(a) fusion, complete data", "fusion_missing": "(b) fusion + missing-data augmentation",
+          "dmd": "(c) DMD", "corrkd": "(d) CorrKD student"}
+# the student's augmentation (configs/corrkd/synthetic_student.yaml), reused for baseline (b)
+AUGMENT = ["--data.init_args.train_missing.min_rate", "0.0", "--data.init_args.train_missing.max_rate", "1.0",
+           "--data.init_args.train_missing.modality_prob", "0.5", "--data.init_args.train_missing.seed", "0"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--test_after_fit", "false", "--data.init_args.eval_batch_size", "128"]
+
+
+def _fit_args(model: str, seed: int, epochs: dict[str, int]) -> list[list[str]]:
+    """The fit stages of one job (CorrKD has two)."""
+    log = lambda name: ["--trainer.logger.init_args.save_dir", str(WORK), "--trainer.logger.init_args.name",  # noqa: E731
+                        f"{name}/s{seed}"]
+    common = ["--seed_everything", str(seed), *QUIET]
+    if model in ("fusion", "fusion_missing"):
+        extra = AUGMENT if model == "fusion_missing" else []
+        return [["-c", "configs/dmd/synthetic.yaml", "-c", "configs/fusion/synthetic.yaml", *common, *extra,
+                 "--trainer.max_epochs", str(epochs["fusion"]), *log(model)]]
+    if model == "dmd":
+        return [["-c", "configs/dmd/synthetic.yaml", *common, "--trainer.max_epochs", str(epochs["dmd"]), *log(model)]]
+    return [["-c", f"configs/corrkd/synthetic_{role}.yaml", *common, "--trainer.max_epochs", str(epochs["corrkd"]),
+             *log(f"corrkd_{role}")] for role in ("teacher", "student")]
+
+
+def job(model: str, seed: int, epochs: dict[str, int]) -> None:
+    """Train one model (all its stages) and evaluate the best checkpoint over the robustness grid."""
+    import torch
+
+    from lightning_kd.callbacks.run_dir import run_dir
+    from lightning_kd.cli import TEACHER_OPTION, build_cli
+
+    torch.set_num_threads(1)
+    best = None
+    t0 = time.perf_counter()
+    for stage in _fit_args(model, seed, epochs):
+        chain = [TEACHER_OPTION, best] if best else []
+        cli = build_cli(["fit", *stage, *chain])
+        best = cli.trainer.checkpoint_callback.best_model_path
+        cfg = run_dir(cli.trainer) / "config.yaml"
+    fit_s = time.perf_counter() - t0
+    rob = build_cli(["robustness", "-c", str(cfg), "--ckpt_path", best, "--trainer.enable_progress_bar", "false"])
+    CSV_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir(rob.trainer) / "robustness.csv", CSV_DIR / f"{model}_s{seed}.csv")
+    meta = {"model": model, "seed": seed, "best_ckpt": best, "fit_seconds": fit_s,
+            "robustness_seconds": time.perf_counter() - t0 - fit_s, "epochs": epochs}
+    (CSV_DIR / f"{model}_s{seed}.json").write_text(json.dumps(meta, indent=2))
+
+
+def run(seeds: list[int], workers: int, epochs: dict[str, int], models: list[str]) -> None:
+    os.chdir(ROOT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    # longest jobs first so the two workers finish together
+    order = sorted(((m, s) for s in seeds for m in models), key=lambda j: ("dmd", "corrkd", "fusion_missing", "fusion").index(j[0]))
+    queue, running = list(order), []
+    WORK.mkdir(parents=True, exist_ok=True)
+    while queue or running:
+        while queue and len(running) < workers:
+            m, s = queue.pop(0)
+            log = open(WORK / f"{m}_s{s}.log", "w")
+            cmd = [sys.executable, __file__, "job", m, str(s), "--epochs", json.dumps(epochs)]
+            running.append((m, s, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), time.time()))
+            print(f"started {m} seed {s}", flush=True)
+        time.sleep(5)
+        for item in list(running):
+            m, s, p, t = item
+            if p.poll() is not None:
+                running.remove(item)
+                print(f"finished {m} seed {s}: rc {p.returncode}, {time.time() - t:.0f} s", flush=True)
+    summary(seeds, models)
+
+
+def _f1_key(row: dict) -> str:
+    from lightning_kd.robustness import headline
+
+    return headline(list(row))
+
+
+def summary(seeds: list[int], models: list[str]) -> dict:
+    """Mean +- std over seeds of weighted F1 under the condition groups; figure of F1 vs p."""
+    from lightning_kd.robustness import read_robustness_csv
+
+    groups = {
+        "complete (lav, p=0)": lambda r: r["setting"] == "lav" and r["rate"] == 0.0,
+        "missing conditions (all 76 but complete)": lambda r: r["setting"] != "avg" and not (r["setting"] == "lav" and r["rate"] == 0.0),
+        "inter-modality Avg (6 subsets, p=0)": lambda r: r["setting"] == "avg" and r["rate"] == 0.0,
+        "intra-modality (lav, p=0.1..1.0)": lambda r: r["setting"] == "lav" and r["rate"] > 0.0,
+    }
+    out: dict = {"groups": {}, "per_rate": {}, "per_setting_p0": {}}
+    for m in models:
+        per_seed = []
+        for s in seeds:
+            f = CSV_DIR / f"{m}_s{s}.csv"
+            if f.exists():
+                per_seed.append(read_robustness_csv(f))
+        if not per_seed:
+            continue
+        key = _f1_key(per_seed[0][0])
+        out["f1_column"] = key
+        out["groups"][m] = {}
+        for g, sel in groups.items():
+            vals = [statistics.fmean(r[key] for r in rows if sel(r)) for rows in per_seed]
+            out["groups"][m][g] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                                   "seeds": vals}
+        rates = sorted({r["rate"] for r in per_seed[0]})
+        out["per_rate"][m] = {f"{p:.1f}": statistics.fmean(
+            statistics.fmean(r[key] for r in rows if r["rate"] == p and r["setting"] != "avg") for rows in per_seed)
+            for p in rates}
+        out["per_setting_p0"][m] = {st: statistics.fmean(
+            next(r[key] for r in rows if r["setting"] == st and r["rate"] == 0.0) for rows in per_seed)
+            for st in ("l", "a", "v", "la", "lv", "av", "avg", "lav")}
+        out.setdefault("n_seeds", {})[m] = len(per_seed)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "corrkd_robustness.json").write_text(json.dumps(out, indent=2))
+    _plot(out)
+    print(json.dumps(out["groups"], indent=1))
+    return out
+
+
+def _plot(out: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for m, curve in out["per_rate"].items():
+        ps = sorted(curve, key=float)
+        ax.plot([float(p) for p in ps], [curve[p] for p in ps], marker="o", markersize=3, label=LABELS[m])
+    ax.set_xlabel("frame-drop rate p")
+    ax.set_ylabel(f"weighted F1 ({out.get('f1_column')}), mean over 7 modality settings")
+    ax.set_title("Generated MOSI-shaped data, test split, mean of seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "corrkd_robustness.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["run", "summary", "job"])
+    p.add_argument("model", nargs="?")
+    p.add_argument("seed", nargs="?", type=int)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1111, 1112, 1113])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--fusion_epochs", type=int, default=12)
+    p.add_argument("--dmd_epochs", type=int, default=8)
+    p.add_argument("--corrkd_epochs", type=int, default=20)
+    p.add_argument("--epochs", type=json.loads, default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    epochs = a.epochs or {"fusion": a.fusion_epochs, "dmd": a.dmd_epochs, "corrkd": a.corrkd_epochs}
+    if a.what == "job":
+        os.chdir(ROOT)
+        job(a.model, a.seed, epochs)
+    elif a.what == "run":
+        run(a.seeds, a.workers, epochs, a.models)
+    else:
+        summary(a.seeds, a.models)
+
+
+if __name__ == "__main__":
+    main()

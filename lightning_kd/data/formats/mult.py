@@ -1,0 +1,284 @@
+"""Reader of MulT-style pickles (``mosi_data.pkl``, ``mosei_senti_data.pkl``, ``iemocap_data.pkl`` and the
+``*_data_noalign.pkl`` variants, as distributed with the Multimodal Transformer code).
+
+Layout: a pickle of ``{"train", "valid", "test"}``, each a dict with ``text`` (N, L_t, 300) GloVe,
+``audio`` (N, L_a, 74) COVAREP (may hold -inf), ``vision`` (N, L_v, 35) Facet (may be float64),
+``labels`` and ``id``. Sequences are zero padded (MulT pads at the start) and there are no length keys.
+
+* IEMOCAP: ``labels`` (N, 4, 2), one-hot per emotion in the order :data:`EMOTIONS`
+  (``[1, 0]`` = absent, ``[0, 1]`` = present); aligned length 20, splits 2717 / 798 / 938.
+* MOSI / MOSEI: ``labels`` (N, 1, 1) sentiment scores in [-3, 3].
+* ``id``: rows of byte strings (video id, start, end) or plain strings; MulT's own loader treats the key
+  as optional, so a split without it gets ids ``"<split>_<row>"``.
+
+Pickles can run code when loaded: read only files from sources you trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
+from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.split import SplitTensors
+from lightning_kd.metrics.classification import EMOTIONS  # IEMOCAP order of the labels' axis 1 (MulT)
+
+__all__ = ["EMOTIONS", "MulTDataModule", "read_mult"]
+
+
+Task = Literal["auto", "emotion", "sentiment"]
+MODALITIES = ("text", "audio", "vision")
+
+FIX_FORMAT = (
+    "check that this is a MulT pickle (mosi_data.pkl, mosei_senti_data.pkl, iemocap_data.pkl or *_data_noalign.pkl), "
+    "or regenerate it with `lightning-kd generate mult --dataset iemocap --out FILE`"
+)
+FIX_FILE = (
+    "re-download or re-copy the file (it may be truncated), "
+    "or regenerate it with `lightning-kd generate mult --dataset iemocap --out FILE`"
+)
+_FIX_TASK = (
+    "set task to fit the file ('auto' decides from the labels' shape; every split must hold the same kind of "
+    f"labels), or {FIX_FORMAT}"
+)
+_CHUNK = 256  # samples per chunk of the per-sample scans (bounds temporary memory)
+
+
+def _err(path: Path, what: str, split: str | None = None, key: str | None = None, fix: str = FIX_FORMAT) -> DataFormatError:
+    where = (f", split {split!r}" if split is not None else "") + (f", key {key!r}" if key is not None else "")
+    return DataFormatError(f"{path}{where}: {what}. Fix: {fix}.")
+
+
+def _load(path: Path) -> Any:
+    """Unpickle the whole file once (Python-2 pickles are retried with latin1)."""
+    if not path.is_file():
+        hint = "it is a directory, not a file" if path.is_dir() else "no such file"
+        raise DataFileNotFoundError(
+            f"{path}: MulT pickle not found ({hint}). Fix: set `path` to an existing mosi_data.pkl / "
+            "mosei_senti_data.pkl / iemocap_data.pkl (or a *_data_noalign.pkl), or write a synthetic one with "
+            f"`lightning-kd generate mult --dataset iemocap --out {path}`."
+        )
+    for encoding in ("ASCII", "latin1"):
+        try:
+            with path.open("rb") as f:
+                return pickle.load(f, encoding=encoding)
+        except UnicodeDecodeError:
+            continue
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - truncated / not-a-pickle files raise many types
+            raise _err(path, f"is not a readable pickle ({type(e).__name__}: {e})", fix=FIX_FILE) from e
+    raise _err(path, "cannot be unpickled (text encoding)", fix=FIX_FILE)
+
+
+def _features(path: Path, split: str, key: str, value: Any) -> np.ndarray:
+    """(N, L, D) float32, C-contiguous, writable."""
+    try:
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _err(path, f"is not a numeric array ({type(e).__name__}: {e})", split, key) from e
+    if arr.ndim != 3:
+        raise _err(path, f"expected a 3-D array (N, L, D), got shape {tuple(arr.shape)}", split, key)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return arr
+
+
+def _scan(arr: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Per-step "any nonzero feature" mask (N, L) and the first sample holding NaN/inf (or None)."""
+    mask = np.empty(arr.shape[:2], dtype=bool)
+    bad: int | None = None
+    for start in range(0, arr.shape[0], _CHUNK):
+        chunk = arr[start : start + _CHUNK]
+        np.any(chunk != 0, axis=-1, out=mask[start : start + _CHUNK])
+        if bad is None:
+            ok = np.isfinite(chunk).all(axis=(1, 2))
+            if not ok.all():
+                bad = start + int(np.argmin(ok))
+    return mask, bad
+
+
+def _ids(path: Path, split: str, value: Any) -> list[str]:
+    """Sample ids: rows of (byte) strings joined with ``_``, or one (byte) string per sample."""
+
+    def text(x: Any) -> str:
+        return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+
+    try:
+        rows = list(value)
+    except TypeError as e:
+        raise _err(path, f"is not a list of sample ids ({type(value).__name__})", split, "id") from e
+    return ["_".join(text(x) for x in row) if isinstance(row, (list, tuple, np.ndarray)) else text(row) for row in rows]
+
+
+def _labels(path: Path, split: str, value: Any, task: Task, label_range: float) -> tuple[np.ndarray, str]:
+    """(target, task): emotion -> (N, 4) int64 in {0, 1}; sentiment -> (N,) float32."""
+    try:
+        y = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _err(path, f"is not a numeric array ({type(e).__name__}: {e})", split, "labels") from e
+    emotion_shape = y.ndim == 3 and y.shape[1:] == (len(EMOTIONS), 2)
+    sentiment_shape = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1) or (y.ndim == 3 and y.shape[1:] == (1, 1))
+    if task == "auto":
+        if not (emotion_shape or sentiment_shape):
+            raise _err(path, f"shape {tuple(y.shape)} is neither (N, 4, 2) (IEMOCAP emotions) nor (N, 1, 1) / (N, 1) / "
+                       "(N,) (sentiment scores)", split, "labels")
+        task = "emotion" if emotion_shape else "sentiment"
+    if task == "emotion":
+        if not emotion_shape:
+            raise _err(path, f"task 'emotion' needs shape (N, 4, 2) (one-hot per emotion {list(EMOTIONS)}), got "
+                       f"{tuple(y.shape)}", split, "labels",
+                       fix=_FIX_TASK)
+        bad = ~((y == 0) | (y == 1)).all(axis=2) | (y.sum(axis=2) != 1)  # (N, 4)
+        if bad.any():
+            i, e = map(int, np.argwhere(bad)[0])
+            raise _err(path, f"sample {i}, emotion {EMOTIONS[e]!r}: {y[i, e].tolist()} is not one-hot "
+                       "([1, 0] = absent, [0, 1] = present)", split, "labels", fix=FIX_FILE)
+        return np.ascontiguousarray(y.argmax(axis=2), dtype=np.int64), "emotion"
+    if not sentiment_shape:
+        raise _err(path, f"task 'sentiment' needs shape (N, 1, 1), (N, 1) or (N,), got {tuple(y.shape)}", split, "labels",
+                   fix=_FIX_TASK)
+    y = np.ascontiguousarray(y.reshape(-1))
+    bad = ~np.isfinite(y) | (np.abs(y) > label_range + 1e-5)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _err(path, f"label {float(y[i]):g} of sample {i} is NaN or outside [-{label_range:g}, {label_range:g}]",
+                   split, "labels", fix="set label_range to the data set's range (3.0 for MOSI/MOSEI); if it is right, "
+                   f"the file is damaged: {FIX_FILE}")
+    return y, "sentiment"
+
+
+def _read_split(path: Path, split: str, d: Any, task: Task, label_range: float) -> tuple[SplitTensors, str]:
+    if not isinstance(d, Mapping):
+        raise _err(path, f"expected a dict of arrays, got {type(d).__name__}", split)
+    d = dict(d)  # a shallow copy: keys are popped as they are converted, freeing float64 originals
+    missing = [k for k in (*MODALITIES, "labels") if k not in d]
+    if missing:
+        hint = " (this looks like an MMSA pickle; read it with MMSADataModule)" if "regression_labels" in d else ""
+        raise _err(path, f"missing required key(s) {missing}; present: {sorted(map(str, d))}{hint}", split, missing[0])
+
+    inputs = {m: _features(path, split, m, d.pop(m)) for m in MODALITIES}
+    np.copyto(inputs["audio"], 0.0, where=np.isneginf(inputs["audio"]))  # COVAREP writes -inf
+    target, task = _labels(path, split, d.pop("labels"), task, label_range)
+    counts = {m: a.shape[0] for m, a in inputs.items()} | {"labels": target.shape[0]}
+    ids = _ids(path, split, d.pop("id")) if "id" in d else None
+    if ids is not None:
+        counts["id"] = len(ids)
+    if len(set(counts.values())) > 1:
+        common = max(set(counts.values()), key=list(counts.values()).count)
+        odd = next(k for k, c in counts.items() if c != common)
+        raise _err(path, f"has {counts[odd]} samples where the other keys have {common}; every key of a split must "
+                   f"have the same N (counts: {counts})", split, odd)
+
+    masks: dict[str, np.ndarray] = {}
+    for m, arr in inputs.items():
+        masks[m], bad = _scan(arr)
+        if bad is not None:
+            value = arr[bad][~np.isfinite(arr[bad])].ravel()[0]
+            raise _err(path, f"holds a non-finite value ({value}) first in sample {bad}", split, m, fix=FIX_FILE)
+    if len({a.shape[1] for a in inputs.values()}) == 1:  # aligned: steps are words, valid if any modality has data
+        union = masks["text"] | masks["audio"] | masks["vision"]
+        masks = {m: union.copy() for m in MODALITIES}  # own storage per modality
+    split_tensors = SplitTensors(
+        inputs={m: torch.from_numpy(a) for m, a in inputs.items()},
+        masks={m: torch.from_numpy(a) for m, a in masks.items()},
+        target=torch.from_numpy(target),
+        ids=ids if ids is not None else [f"{split}_{i}" for i in range(len(target))],
+    )
+    return split_tensors, task
+
+
+def read_mult(path: str | Path, task: Task = "auto", label_range: float = 3.0) -> dict[str, SplitTensors]:
+    """Read a MulT-style pickle into one :class:`SplitTensors` per split.
+
+    Args:
+        path: ``mosi_data.pkl``, ``mosei_senti_data.pkl``, ``iemocap_data.pkl``, a ``*_data_noalign.pkl``, or a
+            file written by ``lightning-kd generate mult``.
+        task: ``"emotion"`` (labels (N, 4, 2)), ``"sentiment"`` (labels (N, 1, 1), (N, 1) or (N,)) or ``"auto"``
+            (decided from the labels' shape).
+        label_range: sentiment labels must lie in ``[-label_range, label_range]``.
+
+    Returns:
+        ``{"train", "valid", "test"} -> SplitTensors`` with float32 ``text``/``audio``/``vision`` (N, L, D)
+        (audio -inf set to 0), bool masks (N, L) per modality (a step is valid when it has a nonzero feature;
+        when all modalities have the same L the union over modalities is used for each), ``target``
+        (N, 4) int64 in {0, 1} (emotion present, order :data:`EMOTIONS`) or (N,) float32 scores, and ``ids``.
+
+    Raises:
+        DataFileNotFoundError: no such file.
+        DataFormatError: unreadable file or broken layout; the message names the file, split, key and fix.
+    """
+    if task not in ("auto", "emotion", "sentiment"):
+        raise ValueError(f"task must be 'auto', 'emotion' or 'sentiment', got {task!r}")
+    path = Path(path)
+    data = _load(path)
+    if not isinstance(data, Mapping):
+        raise _err(path, f"top level is a {type(data).__name__}, expected a dict with keys {list(SPLITS)}")
+    missing = [s for s in SPLITS if s not in data]
+    if missing:
+        raise _err(path, f"top level lacks split(s) {missing}; present: {sorted(map(str, data))}")
+    data = dict(data)
+    out: dict[str, SplitTensors] = {}
+    for split in SPLITS:
+        out[split], resolved = _read_split(path, split, data.pop(split), task, label_range)
+        task = resolved  # every split must follow the task of the first one
+    del data
+
+    ref = out[SPLITS[0]]
+    for split in SPLITS[1:]:
+        for key, t in out[split].inputs.items():
+            if t.shape[-1] != ref.inputs[key].shape[-1]:
+                raise _err(path, f"feature size {t.shape[-1]} differs from {ref.inputs[key].shape[-1]} in split "
+                           f"{SPLITS[0]!r}", split, key)
+    return out
+
+
+class MulTDataModule(InMemoryDataModule):
+    """MOSI / MOSEI / IEMOCAP from a MulT-style pickle, read once by :func:`read_mult`.
+
+    Batches hold ``text``/``audio``/``vision`` inputs and masks; ``target`` is (B, 4) int64 emotion presence for
+    IEMOCAP files and (B,) float32 scores for MOSI/MOSEI files.
+
+    Args:
+        path: the pickle.
+        task, label_range: see :func:`read_mult`.
+        batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing: see
+            :class:`InMemoryDataModule`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        task: Task = "auto",
+        label_range: float = 3.0,
+        batch_size: int = 32,
+        seed: int = 0,
+        predict_split: str = "test",
+        eval_batch_size: int | None = None,
+        train_missing: MissingAugmentation | None = None,
+        eval_missing: MissingCondition | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
+            train_missing=train_missing, eval_missing=eval_missing,
+        )
+        if task not in ("auto", "emotion", "sentiment"):
+            raise ValueError(f"task must be 'auto', 'emotion' or 'sentiment', got {task!r}")
+        self.path = path
+        self.task = task
+        self.label_range = label_range
+
+    def load_splits(self) -> dict[str, SplitTensors]:
+        return read_mult(self.path, task=self.task, label_range=self.label_range)
+
+    @property
+    def emotions(self) -> tuple[str, ...] | None:
+        """:data:`EMOTIONS` (the columns of ``target``) for emotion files, ``None`` for sentiment files."""
+        return EMOTIONS if self.splits["train"].target.ndim == 2 else None
