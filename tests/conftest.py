@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# tiny models run faster on one thread; two OpenMP threads on a busy 2-core machine spin-wait each other
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 
@@ -51,3 +53,43 @@ def tiny_run_args(tiny_mmsa_aligned: Path, tmp_path: Path) -> list[str]:
     """CLI arguments for a tiny DMD run on generated data, writing under ``tmp_path/runs``."""
     return ["-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
             "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), *TINY_MODEL_ARGS]
+
+
+# -- MulT-style pickles (mosi_data.pkl / iemocap_data.pkl layout), written by the project's generator -----
+TINY_MULT_N = (40, 12, 16)
+TINY_MULT_DIMS = (16, 6, 5)
+TINY_MULT_LENGTH = 10
+
+
+@pytest.fixture(scope="session")
+def tiny_mult_iemocap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny MulT IEMOCAP pickle: n=(40, 12, 16), dims (16, 6, 5), length 10, labels (N, 4, 2)."""
+    from lightning_kd.data.synthetic_mult import write_mult_pickle
+
+    path = tmp_path_factory.mktemp("mult") / "iemocap_data.pkl"
+    return write_mult_pickle(path, dataset="iemocap", n=TINY_MULT_N, dims=TINY_MULT_DIMS, length=TINY_MULT_LENGTH,
+                             seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_mult_mosi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny MulT MOSI pickle: n=(40, 12, 16), dims (16, 6, 5), length 10, labels (N, 1, 1) scores."""
+    from lightning_kd.data.synthetic_mult import write_mult_pickle
+
+    path = tmp_path_factory.mktemp("mult") / "mosi_data.pkl"
+    return write_mult_pickle(path, dataset="mosi", n=TINY_MULT_N, dims=TINY_MULT_DIMS, length=TINY_MULT_LENGTH, seed=0)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures("single_thread")``).
+
+    Tiny models run faster on one thread, and two OpenMP threads on a shared 2-core machine can spin-wait
+    each step up to hundreds of times slower. The previous setting is restored after the module.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,7 +16,7 @@ class RunDirSaveConfig(SaveConfigCallback):
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.already_saved:
+        if self.already_saved or trainer.fast_dev_run:  # a smoke run keeps no files (Lightning logs nothing either)
             return
         d = run_dir(trainer)
         if trainer.is_global_zero:

@@ -197,6 +197,9 @@ def apply_missing(batch: Batch, rate: Tensor, keep: dict[str, Tensor], key: int)
     Returns a new :class:`Batch` whose ``complete_inputs`` / ``complete_masks`` are the original ones
     (``batch.complete()`` gives them back); masks of removed modalities are all-False. See the module docstring for the rules.
     """
+    if batch.index is None:
+        raise ValueError("missing-modality conditions need batch.index (sample indices): the drop masks are keyed "
+                         "by sample, so that they do not depend on the batch composition")
     inputs: dict[str, Tensor] = {}
     masks = dict(batch.masks)
     for name, x in batch.inputs.items():

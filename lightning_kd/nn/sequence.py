@@ -44,8 +44,11 @@ class ConvTransformerEncoder(nn.Module):
         """``x (B, L, D_in)``, ``mask (B, L)`` True on valid steps -> ``(B, L, dim)``.
 
         Padding steps are hidden from attention; a sample without any valid step (a removed modality)
-        attends over all steps instead (its output is excluded later by :func:`masked_mean`).
+        attends over all steps instead (its output is excluded later by :func:`masked_mean`). Padding
+        steps are zeroed before the convolution, so their contents never reach a valid step.
         """
+        if mask is not None:
+            x = x.masked_fill(~mask.bool().unsqueeze(-1), 0.0)
         h = self.conv(x.transpose(1, 2)).transpose(1, 2) * self.scale
         h = self.dropout(h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype))
         pad = None
