@@ -9,7 +9,9 @@ Models, each trained with its own published protocol under a capped epoch budget
 (a) ``fusion``          late-fusion baseline, complete training data (DMD protocol, ``--fusion_epochs``);
 (b) ``fusion_missing``  the same baseline trained with the missing-data augmentation the CorrKD student sees;
 (c) ``dmd``             DMD, complete training data (``--dmd_epochs``);
-(d) ``corrkd``          CorrKD teacher (complete data) then student (missing data), ``--corrkd_epochs`` each.
+(d) ``corrkd``          CorrKD teacher (complete data) then student (missing data), ``--corrkd_epochs`` each;
+(e) ``corrkd_net_missing`` ablation: the CorrKD network trained like the student (same augmentation, epochs)
+                        but with cross-entropy only, no teacher: what the distillation adds.
 
 Every job runs in its own process with one thread (``--workers`` jobs at a time). Results:
 ``benchmarks/results/corrkd/<model>_s<seed>.csv`` (the robustness CSV of that run),
@@ -32,12 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CSV_DIR = RESULTS / "corrkd"
 WORK = ROOT / "runs" / "bench_corrkd"
-MODELS = ("fusion", "fusion_missing", "dmd", "corrkd")
+MODELS = ("fusion", "fusion_missing", "dmd", "corrkd", "corrkd_net_missing")
 LABELS = {"fusion": "(a) fusion, complete data", "fusion_missing": "(b) fusion + missing-data augmentation",
-          "dmd": "(c) DMD", "corrkd": "(d) CorrKD student"}
+          "dmd": "(c) DMD", "corrkd": "(d) CorrKD student",
+          "corrkd_net_missing": "(e) CorrKD net + augmentation, no distillation"}
 # the student's augmentation (configs/corrkd/synthetic_student.yaml), reused for baseline (b)
 AUGMENT = ["--data.init_args.train_missing.min_rate", "0.0", "--data.init_args.train_missing.max_rate", "1.0",
            "--data.init_args.train_missing.modality_prob", "0.5", "--data.init_args.train_missing.seed", "0"]
+MODEL_ORDER = ("dmd", "corrkd", "corrkd_net_missing", "fusion_missing", "fusion")  # longest first
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--test_after_fit", "false", "--data.init_args.eval_batch_size", "128"]
 
@@ -51,6 +55,9 @@ def _fit_args(model: str, seed: int, epochs: dict[str, int]) -> list[list[str]]:
         extra = AUGMENT if model == "fusion_missing" else []
         return [["-c", "configs/dmd/synthetic.yaml", "-c", "configs/fusion/synthetic.yaml", *common, *extra,
                  "--trainer.max_epochs", str(epochs["fusion"]), *log(model)]]
+    if model == "corrkd_net_missing":
+        return [["-c", "configs/corrkd/synthetic_teacher.yaml", *common, *AUGMENT, "--trainer.max_epochs",
+                 str(epochs["corrkd"]), *log(model)]]
     if model == "dmd":
         return [["-c", "configs/dmd/synthetic.yaml", *common, "--trainer.max_epochs", str(epochs["dmd"]), *log(model)]]
     return [["-c", f"configs/corrkd/synthetic_{role}.yaml", *common, "--trainer.max_epochs", str(epochs["corrkd"]),
@@ -85,7 +92,7 @@ def run(seeds: list[int], workers: int, epochs: dict[str, int], models: list[str
     os.chdir(ROOT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     # longest jobs first so the two workers finish together
-    order = sorted(((m, s) for s in seeds for m in models), key=lambda j: ("dmd", "corrkd", "fusion_missing", "fusion").index(j[0]))
+    order = sorted(((m, s) for s in seeds for m in models), key=lambda j: MODEL_ORDER.index(j[0]))
     queue, running = list(order), []
     WORK.mkdir(parents=True, exist_ok=True)
     while queue or running:

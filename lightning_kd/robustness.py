@@ -130,7 +130,7 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
 
     keys = [k for k in rows[0] if k not in ("condition", "setting", "rate")]
     panels = [k for k in (headline(keys), "MAE") if k is not None and k in keys]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 1.6, 4), squeeze=False)
     settings = [s for s in (*MODALITY_SETTINGS, "avg") if any(r["setting"] == s for r in rows)]
     for ax, key in zip(axes[0], panels):
         for s in settings:
@@ -141,7 +141,7 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
         ax.set_xlabel("frame-drop rate p")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, title="available")
+    axes[0][-1].legend(fontsize=8, title="available", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
