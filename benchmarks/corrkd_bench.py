@@ -154,8 +154,27 @@ def summary(seeds: list[int], models: list[str]) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "corrkd_robustness.json").write_text(json.dumps(out, indent=2))
     _plot(out)
-    print(json.dumps(out["groups"], indent=1))
+    print(markdown_table(out))
     return out
+
+
+def markdown_table(out: dict) -> str:
+    """The README table: weighted F1 mean +- std over seeds per condition group, then per setting at p = 0."""
+    models = list(out["groups"])
+    head = "| condition group | " + " | ".join(LABELS[m] for m in models) + " |"
+    lines = [head, "|---" * (len(models) + 1) + "|"]
+    for g in next(iter(out["groups"].values())):
+        vals = [out["groups"][m][g] for m in models]
+        best = max(v["mean"] for v in vals)
+        cells = [("**%.4f ± %.4f**" if v["mean"] == best else "%.4f ± %.4f") % (v["mean"], v["std"]) for v in vals]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    lines += ["", "| p = 0, available | " + " | ".join(LABELS[m] for m in models) + " |", "|---" * (len(models) + 1) + "|"]
+    for st in ("l", "a", "v", "la", "lv", "av", "avg", "lav"):
+        vals = [out["per_setting_p0"][m][st] for m in models]
+        cells = [("**%.4f**" if v == max(vals) else "%.4f") % v for v in vals]
+        name = "Avg (6 incomplete)" if st == "avg" else "{" + ",".join(st) + "}"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _plot(out: dict) -> None:
