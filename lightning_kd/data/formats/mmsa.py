@@ -12,7 +12,6 @@ Pickles can run code when loaded: read only files from sources you trust.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,8 @@ import torch
 from torch import Tensor
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
+from lightning_kd.data.errors import DataFormatError
+from lightning_kd.data.formats.common import float_array, format_error, load_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
@@ -40,46 +40,20 @@ _CHUNK = 256  # samples per chunk of the finiteness check (bounds temporary memo
 
 
 def _err(path: Path, what: str, split: str | None = None, key: str | None = None, fix: str = FIX_FORMAT) -> DataFormatError:
-    where = "".join(
-        [f", split {split!r}" if split is not None else "", f", key {key!r}" if key is not None else ""]
-    )
-    return DataFormatError(f"{path}{where}: {what}. Fix: {fix}.")
+    return format_error(path, what, split, key, fix)
 
 
 def _load_pickle(path: Path) -> Any:
-    if not path.is_file():
-        hint = "it is a directory, not a file" if path.is_dir() else "no such file"
-        raise DataFileNotFoundError(
-            f"{path}: MMSA feature pickle not found ({hint}). Fix: set `path` to an existing "
-            "aligned_50.pkl / unaligned_50.pkl, or write a synthetic one with "
-            f"`lightning-kd generate mmsa --out {path}`."
-        )
-    try:
-        with path.open("rb") as f:
-            return pickle.load(f)
-    except UnicodeDecodeError:  # pickles written by Python 2 numpy
-        try:
-            with path.open("rb") as f:
-                return pickle.load(f, encoding="latin1")
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise _err(path, f"cannot be unpickled ({type(e).__name__}: {e})", fix=FIX_FILE) from e
-    except MemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated / not-a-pickle files raise many types
-        raise _err(path, f"is not a readable pickle ({type(e).__name__}: {e})", fix=FIX_FILE) from e
+    return load_pickle(
+        path,
+        "MMSA feature pickle not found ({hint}). Fix: set `path` to an existing aligned_50.pkl / unaligned_50.pkl, "
+        "or write a synthetic one with `lightning-kd generate mmsa --out {path}`.",
+        FIX_FILE,
+    )
 
 
 def _float_array(path: Path, split: str, key: str, value: Any, ndim: int, shape: str) -> np.ndarray:
-    """float32, C-contiguous, writable; no copy when the stored array already is."""
-    try:
-        arr = np.ascontiguousarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise _err(path, f"is not a numeric array ({type(e).__name__}: {e})", split, key) from e
-    if arr.ndim != ndim:
-        raise _err(path, f"expected a {ndim}-D array {shape}, got shape {tuple(arr.shape)}", split, key)
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return arr
+    return float_array(path, split, key, value, ndim, shape, FIX_FORMAT)
 
 
 def _first_nonfinite(arr: np.ndarray) -> int | None:

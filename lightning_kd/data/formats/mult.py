@@ -16,7 +16,6 @@ Pickles can run code when loaded: read only files from sources you trust.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,8 @@ import numpy as np
 import torch
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
+from lightning_kd.data.errors import DataFormatError
+from lightning_kd.data.formats.common import float_array, format_error, load_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 from lightning_kd.metrics.classification import EMOTIONS  # IEMOCAP order of the labels' axis 1 (MulT)
@@ -52,43 +52,22 @@ _CHUNK = 256  # samples per chunk of the per-sample scans (bounds temporary memo
 
 
 def _err(path: Path, what: str, split: str | None = None, key: str | None = None, fix: str = FIX_FORMAT) -> DataFormatError:
-    where = (f", split {split!r}" if split is not None else "") + (f", key {key!r}" if key is not None else "")
-    return DataFormatError(f"{path}{where}: {what}. Fix: {fix}.")
+    return format_error(path, what, split, key, fix)
 
 
 def _load(path: Path) -> Any:
-    """Unpickle the whole file once (Python-2 pickles are retried with latin1)."""
-    if not path.is_file():
-        hint = "it is a directory, not a file" if path.is_dir() else "no such file"
-        raise DataFileNotFoundError(
-            f"{path}: MulT pickle not found ({hint}). Fix: set `path` to an existing mosi_data.pkl / "
-            "mosei_senti_data.pkl / iemocap_data.pkl (or a *_data_noalign.pkl), or write a synthetic one with "
-            f"`lightning-kd generate mult --dataset iemocap --out {path}`."
-        )
-    for encoding in ("ASCII", "latin1"):
-        try:
-            with path.open("rb") as f:
-                return pickle.load(f, encoding=encoding)
-        except UnicodeDecodeError:
-            continue
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - truncated / not-a-pickle files raise many types
-            raise _err(path, f"is not a readable pickle ({type(e).__name__}: {e})", fix=FIX_FILE) from e
-    raise _err(path, "cannot be unpickled (text encoding)", fix=FIX_FILE)
+    return load_pickle(
+        path,
+        "MulT pickle not found ({hint}). Fix: set `path` to an existing mosi_data.pkl / mosei_senti_data.pkl / "
+        "iemocap_data.pkl (or a *_data_noalign.pkl), or write a synthetic one with "
+        "`lightning-kd generate mult --dataset iemocap --out {path}`.",
+        FIX_FILE,
+    )
 
 
 def _features(path: Path, split: str, key: str, value: Any) -> np.ndarray:
     """(N, L, D) float32, C-contiguous, writable."""
-    try:
-        arr = np.ascontiguousarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise _err(path, f"is not a numeric array ({type(e).__name__}: {e})", split, key) from e
-    if arr.ndim != 3:
-        raise _err(path, f"expected a 3-D array (N, L, D), got shape {tuple(arr.shape)}", split, key)
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return arr
+    return float_array(path, split, key, value, 3, "(N, L, D)", FIX_FORMAT)
 
 
 def _scan(arr: np.ndarray) -> tuple[np.ndarray, int | None]:
