@@ -66,7 +66,7 @@ def run_robustness(
             out = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path if i == 0 else None,
                                verbose=False, weights_only=weights_only)
             metrics = {k.removeprefix("test/"): float(v) for k, v in out[0].items() if k.startswith("test/")}
-            rows.append({"condition": f"{cond.available}@{cond.rate:.1f}", "setting": cond.available,
+            rows.append({"condition": f"{cond.available}@{_rate(cond.rate)}", "setting": cond.available,
                          "rate": cond.rate, **metrics})
             model.print(f"robustness {i + 1}/{len(conditions)} {rows[-1]['condition']}: "
                         + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in (*F1_KEYS, "MAE")))
@@ -82,6 +82,11 @@ def run_robustness(
     return rows
 
 
+def _rate(rate: float) -> str:
+    """``0.1`` -> ``"0.1"``, ``0.0`` -> ``"0.0"``, ``0.05`` -> ``"0.05"`` (distinct labels for distinct rates)."""
+    return f"{rate:.1f}" if round(rate, 1) == rate else f"{rate:g}"
+
+
 def _average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per rate, the mean over the six incomplete settings (only when all six were evaluated)."""
     out = []
@@ -90,7 +95,7 @@ def _average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(group) != len(INCOMPLETE_SETTINGS):
             continue
         keys = [k for k in group[0] if k not in ("condition", "setting", "rate")]
-        out.append({"condition": f"avg@{rate:.1f}", "setting": "avg", "rate": rate,
+        out.append({"condition": f"avg@{_rate(rate)}", "setting": "avg", "rate": rate,
                     **{k: sum(g[k] for g in group) / len(group) for k in keys}})
     return out
 

@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import Metric
 
 from lightning_kd.data.batch import Batch
 from lightning_kd.metrics.sentiment import SentimentMetrics
@@ -38,6 +39,27 @@ class MethodModule(pl.LightningModule):
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
         self.lr_factor, self.lr_patience = lr_factor, lr_patience
+
+    # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
+    def _eval_step(self, batch: Batch, stage: str, metrics: Metric) -> None:
+        """Log ``<stage>/loss`` for the batch and update ``metrics``."""
+        raise NotImplementedError
+
+    def _eval_epoch_end(self, stage: str, metrics: Metric) -> None:
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
+        metrics.reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_metrics)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_metrics)
 
     # -- optimisation (DMD protocol: Adam + ReduceLROnPlateau on validation L1) ------------------
     def configure_optimizers(self) -> Any:
@@ -116,23 +138,6 @@ class SentimentRegressionModule(MethodModule):
         self.log(f"{stage}/loss", F.l1_loss(pred, target), on_step=False, on_epoch=True,
                  batch_size=len(batch), sync_dist=True)
         metrics.update(pred, target)
-
-    def _eval_epoch_end(self, stage: str, metrics: SentimentMetrics) -> None:
-        values = metrics.compute()
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()})
-        metrics.reset()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val", self.val_metrics)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test", self.test_metrics)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return {"index": batch.index, "prediction": self.predict_scores(batch).float(), "target": batch.target}

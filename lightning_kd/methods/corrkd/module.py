@@ -127,22 +127,6 @@ class CorrKD(TeacherMixin, MethodModule):
                  on_epoch=True, batch_size=len(batch), sync_dist=True)
         metrics.update(self._classes(out.logits), batch.target)
 
-    def _eval_epoch_end(self, stage: str, metrics: ClassificationMetrics) -> None:
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
-        metrics.reset()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val", self.val_metrics)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test", self.test_metrics)
-
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """Predicted class per sample (binary sentiment: 1 = non-negative; IEMOCAP: 0/1 per emotion)."""
         return {"index": batch.index, "prediction": self._classes(self(batch).logits).float(), "target": batch.target}
