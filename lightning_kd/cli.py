@@ -15,7 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
 from lightning_kd.data.errors import DataFormatError
-from lightning_kd.methods.base import CheckpointMismatchError
+from lightning_kd.methods.base import CheckpointMismatchError, ConfigError
 from lightning_kd.trainer import KDTrainer
 
 
@@ -113,9 +113,26 @@ def main(argv: list[str] | None = None) -> None:
             pipeline_cli(args[1:])
             return
         build_cli(None if argv is None else args)
-    except (DataFormatError, FileNotFoundError, CheckpointMismatchError) as err:
-        print(f"lightning-kd: error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse's instantiation
+        known = _user_error(err)
+        if known is None:
+            raise
+        print(f"lightning-kd: error: {known}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+USER_ERRORS = (DataFormatError, FileNotFoundError, CheckpointMismatchError, ConfigError)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """The first exception in ``err``'s cause chain that is a user error with a fix in its message."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, USER_ERRORS):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

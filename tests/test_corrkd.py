@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import lightning_kd.cli as cli_module
 from conftest import ROOT, TINY_MODEL_ARGS
 from lightning_kd.cli import build_cli, main
+from lightning_kd.methods.base import ConfigError
 from lightning_kd.methods.corrkd import CorrKD, CorrKDNet, CorrKDObjective, CorrKDOutput
 from lightning_kd.methods.corrkd.losses import prototype_labels
 from lightning_kd.metrics.classification import BINARY_SENTIMENT_KEYS, emotion_keys
@@ -178,11 +179,24 @@ def test_distillation_gradients_reach_the_student_only() -> None:
 
 
 # -- roles --------------------------------------------------------------------------------------------
+def test_student_without_teacher_is_a_one_line_cli_error(tiny_mmsa_aligned, tmp_path, capsys) -> None:
+    from lightning_kd.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(CONFIGS / "synthetic_student.yaml"), "--data.class_path",
+              "lightning_kd.data.formats.mmsa.MMSADataModule", "--data.init_args.path", str(tiny_mmsa_aligned),
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lightning-kd: error: CorrKD role 'student'") and "teacher_ckpt" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
 def test_roles_and_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="model.init_args.teacher_ckpt"):
-        CorrKD(DIMS, role="student")
-    with pytest.raises(ValueError, match="teacher_ckpt"):
-        CorrKD(DIMS, role="teacher", teacher_ckpt="teacher.ckpt")
+    with pytest.raises(ConfigError, match="model.init_args.teacher_ckpt"):  # checked when fitting starts
+        CorrKD(DIMS, role="student").setup("fit")
+    with pytest.raises(ConfigError, match="teacher_ckpt"):
+        CorrKD(DIMS, role="teacher", teacher_ckpt="teacher.ckpt").setup("fit")
     with pytest.raises(ValueError, match="task"):
         CorrKD(DIMS, task="regression")
     teacher = CorrKD(DIMS, dim=8, heads=2, layers=1)

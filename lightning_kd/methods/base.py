@@ -26,6 +26,10 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint written by another method (or not by lightning_kd) was given to this method."""
 
 
+class ConfigError(ValueError):
+    """A method's options contradict each other (e.g. a student without a teacher); the message names the fix."""
+
+
 class MethodModule(pl.LightningModule):
     """Base of every method's LightningModule: Adam + ReduceLROnPlateau on ``val/loss``, checkpoint tag.
 

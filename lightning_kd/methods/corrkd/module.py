@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lightning_kd.data.batch import Batch
 from lightning_kd.distill.teacher import TeacherMixin
-from lightning_kd.methods.base import MethodModule
+from lightning_kd.methods.base import ConfigError, MethodModule
 from lightning_kd.methods.corrkd.losses import CorrKDObjective
 from lightning_kd.methods.corrkd.model import CorrKDNet, CorrKDOutput
 from lightning_kd.metrics.classification import EMOTIONS, ClassificationMetrics
@@ -74,13 +74,6 @@ class CorrKD(TeacherMixin, MethodModule):
         super().__init__(lr, weight_decay, lr_factor, lr_patience)
         if task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
-        if role == "student" and not teacher_ckpt:
-            raise ValueError("CorrKD role 'student' distils from a teacher: set model.init_args.teacher_ckpt to the "
-                             "checkpoint of a CorrKD teacher (configs/corrkd/*_teacher.yaml), or use "
-                             "`lightning-kd pipeline` to run both stages")
-        if role == "teacher" and teacher_ckpt:
-            raise ValueError("CorrKD role 'teacher' trains without a teacher: remove model.init_args.teacher_ckpt or "
-                             "set model.init_args.role student")
         self.save_hyperparameters()
         self.role, self.task = role, task
         tasks = _TASKS[task]
@@ -92,6 +85,23 @@ class CorrKD(TeacherMixin, MethodModule):
         self.init_teacher(teacher_ckpt, save_teacher)
         self.val_metrics = ClassificationMetrics(task)
         self.test_metrics = ClassificationMetrics(task)
+
+    def setup(self, stage: str) -> None:
+        """Check the role before fitting (here, not in ``__init__``, so the CLI prints the message as one line)."""
+        if stage == "fit":
+            self.check_role()
+        super().setup(stage)
+
+    def check_role(self) -> None:
+        """A student needs a teacher; a teacher must not have one."""
+        role, teacher_ckpt = self.role, self.teacher_ckpt
+        if role == "student" and not teacher_ckpt:
+            raise ConfigError("CorrKD role 'student' distils from a teacher: set model.init_args.teacher_ckpt to the "
+                              "checkpoint of a CorrKD teacher (configs/corrkd/*_teacher.yaml), or use "
+                              "`lightning-kd pipeline` to run both stages")
+        if role == "teacher" and teacher_ckpt:
+            raise ConfigError("CorrKD role 'teacher' trains without a teacher: remove model.init_args.teacher_ckpt or "
+                              "set model.init_args.role student")
 
     # -- labels and predictions ---------------------------------------------------------------------
     def class_labels(self, target: Tensor) -> Tensor:
