@@ -45,9 +45,9 @@ class MethodModule(pl.LightningModule):
         self.lr_factor, self.lr_patience = lr_factor, lr_patience
 
     # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
+    @abstractmethod
     def _eval_step(self, batch: Batch, stage: str, metrics: Metric) -> None:
-        """Log ``<stage>/loss`` for the batch and update ``metrics``."""
-        raise NotImplementedError
+        """Log ``<stage>/loss`` for the batch and update ``metrics`` (each method defines its loss and metrics)."""
 
     def _eval_epoch_end(self, stage: str, metrics: Metric) -> None:
         self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
