@@ -5,6 +5,7 @@ from lightning_kd.data.datamodule import InMemoryDataModule
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
 from lightning_kd.data.formats.mult import MulTDataModule, read_mult
+from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiview_mat
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 from lightning_kd.data.synthetic import SyntheticMMSADataModule, write_mmsa_pickle
@@ -19,11 +20,13 @@ __all__ = [
     "MissingAugmentation",
     "MissingCondition",
     "MulTDataModule",
+    "MultiViewDataModule",
     "SplitTensors",
     "SyntheticMMSADataModule",
     "SyntheticMulTDataModule",
     "read_mmsa",
     "read_mult",
+    "read_multiview_mat",
     "write_mmsa_pickle",
     "write_mult_pickle",
 ]

@@ -27,8 +27,9 @@ import argparse
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -138,19 +139,25 @@ def _build_mmsa(
     return out
 
 
-def _atomic_pickle(obj: Any, path: Path) -> None:
-    """Pickle to a temporary file next to ``path``, then rename it over ``path``."""
+def atomic_write_binary(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a temporary file next to ``path``, then rename it over ``path``
+    (no half-written file is ever left at ``path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=4)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_pickle(obj: Any, path: Path) -> None:
+    """Pickle to a temporary file next to ``path``, then rename it over ``path``."""
+    atomic_write_binary(path, lambda f: pickle.dump(obj, f, protocol=4))
 
 
 def write_mmsa_pickle(
@@ -237,7 +244,9 @@ class SyntheticMMSADataModule(MMSADataModule):
 
 def generate_cli(argv: list[str] | None = None) -> None:
     """``lightning-kd generate mmsa --out FILE [--unaligned] [--n ..] [--dims ..] [--lengths ..] [--seed S]`` or
-    ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L] [--seed S]``."""
+    ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L] [--seed S]`` or
+    ``lightning-kd generate multiview --out FILE [--layout cell|numbered] [--n N] [--dims D ..] [--clusters K]
+    [--zero-based] [--transpose] [--seed S]``."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
     p = sub.add_parser("mmsa", help="MMSA feature pickle (MOSI/MOSEI/CH-SIMS aligned_50.pkl / unaligned_50.pkl layout)")
@@ -258,7 +267,32 @@ def generate_cli(argv: list[str] | None = None) -> None:
                    help="feature sizes (default 300 74 35 iemocap, 300 5 20 mosi)")
     q.add_argument("--length", type=int, default=None, help="aligned padded length (default 20 iemocap, 50 mosi)")
     q.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("multiview", help="multi-view clustering .mat (X cell of views + Y, or X1..Xv + gt)")
+    r.add_argument("--out", required=True, type=Path, help="output .mat file")
+    r.add_argument("--layout", choices=("cell", "numbered"), default="cell",
+                   help="cell: X (1, V) cell + Y; numbered: X1..Xv + gt")
+    r.add_argument("--n", type=int, default=600, help="samples")
+    r.add_argument("--dims", nargs="+", type=int, default=[40, 30, 20], help="feature size per view")
+    r.add_argument("--clusters", type=int, default=5)
+    r.add_argument("--zero-based", action="store_true", help="labels 0..K-1 (default 1..K)")
+    r.add_argument("--transpose", action="store_true", help="store views as D x N")
+    r.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    if args.format == "multiview":
+        from lightning_kd.data.synthetic_multiview import write_multiview_mat  # lazy: scipy.io only when used
+
+        try:
+            path = write_multiview_mat(args.out, layout=args.layout, n=args.n, dims=tuple(args.dims),
+                                       clusters=args.clusters, one_based=not args.zero_based,
+                                       transpose=args.transpose, seed=args.seed)
+        except ValueError as e:
+            parser.error(str(e))
+        shape = (lambda d: (d, args.n)) if args.transpose else (lambda d: (args.n, d))
+        print(f"wrote {path} ({args.layout}, {len(args.dims)} views, {args.clusters} clusters, "
+              f"{'0' if args.zero_based else '1'}-based labels)")
+        print("  views: " + ", ".join(str(shape(d)) for d in args.dims))
+        return
 
     if args.format == "mult":
         from lightning_kd.data.synthetic_mult import MULT_DEFAULTS, write_mult_pickle  # lazy: it imports this module

@@ -1,5 +1,5 @@
 """Evaluation metrics (MMSA ``MetricsTop`` rules for sentiment regression; binary sentiment and emotion
-classification)."""
+classification; clustering)."""
 
 from lightning_kd.metrics.classification import (
     BINARY_SENTIMENT_KEYS,
@@ -8,6 +8,12 @@ from lightning_kd.metrics.classification import (
     binary_sentiment_metrics,
     emotion_keys,
     emotion_metrics,
+)
+from lightning_kd.metrics.clustering import (
+    CLUSTERING_KEYS,
+    ClusteringMetrics,
+    clustering_metrics,
+    contingency_matrix,
 )
 from lightning_kd.metrics.sentiment import (
     MMSA_KEYS,
@@ -24,6 +30,10 @@ __all__ = [
     "binary_sentiment_metrics",
     "emotion_keys",
     "emotion_metrics",
+    "CLUSTERING_KEYS",
+    "ClusteringMetrics",
+    "clustering_metrics",
+    "contingency_matrix",
     "MMSA_KEYS",
     "SIMS_KEYS",
     "SentimentMetrics",
