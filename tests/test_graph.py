@@ -152,18 +152,21 @@ _MEM_SCRIPT = textwrap.dedent(
     x = torch.randn(n, d)
     knn_graph(x[:256], 3, block_size=64)  # warm up allocator / kernels
 
-    def current_rss():  # bytes resident now (ru_maxrss is a high-water mark that import torch may set)
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
+    def status_kib(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key))
 
-    def peak_rss():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def growth(fn):
-        before = current_rss()
+    def growth(fn):  # peak resident-set growth in bytes while fn runs
+        try:  # reset the high-water mark (Linux >= 4.0) so earlier peaks (import torch) cannot mask it
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            before, peak = status_kib("VmRSS"), (lambda: status_kib("VmHWM"))
+        except OSError:
+            before, peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                            lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         t0 = time.perf_counter()
         out = fn()
-        return peak_rss() - before, time.perf_counter() - t0, out
+        return (peak() - before) * 1024, time.perf_counter() - t0, out
 
     g, dt, (adj, y) = growth(lambda: (a := knn_graph(x, k, metric="{metric}", block_size=1024),
                                       normalized_laplacian_filter(a, x, order=2)))
