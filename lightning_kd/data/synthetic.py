@@ -24,6 +24,7 @@ The model (W, b, u) depends on ``seed`` only; each split draws its own samples.
 from __future__ import annotations
 
 import argparse
+from abc import abstractmethod
 import os
 import pickle
 import tempfile
@@ -188,7 +189,35 @@ def write_mmsa_pickle(
     return path
 
 
-class SyntheticMMSADataModule(MMSADataModule):
+class GeneratedOnFirstUse:
+    """Mixin for datamodules over a generated file: ``write_file(path)`` runs when ``self.path`` is missing.
+
+    Use as ``class SyntheticX(GeneratedOnFirstUse, XDataModule)``; the file is written in ``prepare_data``
+    and, without a Trainer (notebooks), on first ``load_splits``. Concurrent writers are safe (atomic rename).
+    """
+
+    path: str
+
+    @abstractmethod
+    def write_file(self, path: Path) -> None:
+        """Write the data set to ``path`` (atomically)."""
+
+    def generate(self) -> Path:
+        """Write the file unless it exists; return its path."""
+        p = Path(self.path)
+        if not p.exists():
+            self.write_file(p)
+        return p
+
+    def prepare_data(self) -> None:
+        self.generate()
+
+    def load_splits(self) -> dict[str, SplitTensors]:
+        self.generate()
+        return super().load_splits()  # type: ignore[misc]
+
+
+class SyntheticMMSADataModule(GeneratedOnFirstUse, MMSADataModule):
     """:class:`MMSADataModule` over a generated file; runs anywhere, through the real reader.
 
     Args:
@@ -227,19 +256,8 @@ class SyntheticMMSADataModule(MMSADataModule):
             train_missing=train_missing, eval_missing=eval_missing,
         )
 
-    def generate(self) -> Path:
-        """Write the file unless it exists; return its path."""
-        p = Path(self.path)
-        if not p.exists():
-            write_mmsa_pickle(p, n=self.n, dims=self.dims, lengths=self.lengths, aligned=self.aligned, seed=self.data_seed)
-        return p
-
-    def prepare_data(self) -> None:
-        self.generate()
-
-    def load_splits(self) -> dict[str, SplitTensors]:
-        self.generate()  # also without a Trainer (notebooks); concurrent writers are safe (atomic rename)
-        return super().load_splits()
+    def write_file(self, path: Path) -> None:
+        write_mmsa_pickle(path, n=self.n, dims=self.dims, lengths=self.lengths, aligned=self.aligned, seed=self.data_seed)
 
 
 def generate_cli(argv: list[str] | None = None) -> None:

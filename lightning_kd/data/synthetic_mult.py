@@ -32,8 +32,7 @@ import numpy as np
 
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, Task
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
-from lightning_kd.data.synthetic import _K, _LABEL_W, _MODS, _NOISE, _PERIOD, _SPLITS, _atomic_pickle, _sequence
+from lightning_kd.data.synthetic import GeneratedOnFirstUse, _K, _LABEL_W, _MODS, _NOISE, _PERIOD, _SPLITS, _atomic_pickle, _sequence
 
 __all__ = ["MULT_DEFAULTS", "SyntheticMulTDataModule", "write_mult_pickle"]
 
@@ -186,7 +185,7 @@ def write_mult_pickle(
     return path
 
 
-class SyntheticMulTDataModule(MulTDataModule):
+class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
     """:class:`MulTDataModule` over a generated file; runs anywhere, through the real reader.
 
     Args:
@@ -223,16 +222,5 @@ class SyntheticMulTDataModule(MulTDataModule):
             eval_batch_size=eval_batch_size, train_missing=train_missing, eval_missing=eval_missing,
         )
 
-    def generate(self) -> Path:
-        """Write the file unless it exists; return its path."""
-        p = Path(self.path)
-        if not p.exists():
-            write_mult_pickle(p, dataset=self.dataset, n=self.n, dims=self.dims, length=self.length, seed=self.data_seed)
-        return p
-
-    def prepare_data(self) -> None:
-        self.generate()
-
-    def load_splits(self) -> dict[str, SplitTensors]:
-        self.generate()  # also without a Trainer (notebooks); concurrent writers are safe (atomic rename)
-        return super().load_splits()
+    def write_file(self, path: Path) -> None:
+        write_mult_pickle(path, dataset=self.dataset, n=self.n, dims=self.dims, length=self.length, seed=self.data_seed)
