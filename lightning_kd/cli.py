@@ -39,6 +39,38 @@ class KDCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best checkpoint and write test_metrics.json.")
 
+    def _parse_ckpt_path(self) -> None:
+        """Refuse a ``--ckpt_path`` of another method before Lightning merges its hyper-parameters into the config
+        (Lightning >= 2.5 would otherwise swap the configured model class for the checkpoint's)."""
+        self._check_ckpt_method()
+        super()._parse_ckpt_path()
+
+    def _check_ckpt_method(self) -> None:
+        import importlib
+        from pathlib import Path
+
+        import torch
+
+        from lightning_kd.methods.base import CHECKPOINT_KEY, MethodModule
+
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        class_path = str(self.config[sub].get("model", {}).get("class_path", ""))
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError):
+            return
+        if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
+            return
+        try:
+            tag = torch.load(ckpt_path, weights_only=True, map_location="cpu").get(CHECKPOINT_KEY)
+        except Exception:  # noqa: BLE001 - not a readable checkpoint: Lightning reports it
+            return
+        cls.check_checkpoint_tag(tag, f"checkpoint {ckpt_path}")
+
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
             cb = self.trainer.checkpoint_callback  # the first ModelCheckpoint: the best by the monitored metric

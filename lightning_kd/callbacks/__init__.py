@@ -1,8 +1,9 @@
 """Reusable Lightning callbacks."""
 
 from lightning_kd.callbacks.config import RunDirSaveConfig
+from lightning_kd.callbacks.embedding_plot import EmbeddingPlot
 from lightning_kd.callbacks.outputs import PredictionCSVWriter, TestMetricsWriter
 from lightning_kd.callbacks.run_dir import run_dir
 from lightning_kd.callbacks.seeding import EpochSeed
 
-__all__ = ["EpochSeed", "PredictionCSVWriter", "RunDirSaveConfig", "TestMetricsWriter", "run_dir"]
+__all__ = ["EmbeddingPlot", "EpochSeed", "PredictionCSVWriter", "RunDirSaveConfig", "TestMetricsWriter", "run_dir"]

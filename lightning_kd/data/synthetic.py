@@ -264,7 +264,7 @@ def generate_cli(argv: list[str] | None = None) -> None:
     """``lightning-kd generate mmsa --out FILE [--unaligned] [--n ..] [--dims ..] [--lengths ..] [--seed S]`` or
     ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L] [--seed S]`` or
     ``lightning-kd generate multiview --out FILE [--layout cell|numbered] [--n N] [--dims D ..] [--clusters K]
-    [--zero-based] [--transpose] [--seed S]``."""
+    [--zero-based] [--transpose] [--noise X] [--seed S]``."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
     p = sub.add_parser("mmsa", help="MMSA feature pickle (MOSI/MOSEI/CH-SIMS aligned_50.pkl / unaligned_50.pkl layout)")
@@ -298,6 +298,7 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--clusters", type=int, default=5)
     r.add_argument("--zero-based", action="store_true", help="labels 0..K-1 (default 1..K)")
     r.add_argument("--transpose", action="store_true", help="store views as D x N")
+    r.add_argument("--noise", type=float, default=1.0, help="noise multiplier (harder data above 1)")
     r.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -312,7 +313,7 @@ def generate_cli(argv: list[str] | None = None) -> None:
         try:
             path = write_multiview_mat(args.out, layout=args.layout, n=args.n, dims=tuple(args.dims),
                                        clusters=args.clusters, one_based=not args.zero_based,
-                                       transpose=args.transpose, seed=args.seed)
+                                       transpose=args.transpose, seed=args.seed, noise=args.noise)
         except ValueError as e:
             parser.error(str(e))
         shape = (lambda d: (d, args.n)) if args.transpose else (lambda d: (args.n, d))

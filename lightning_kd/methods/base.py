@@ -84,16 +84,20 @@ class MethodModule(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {"method": self.method_name(), "version": lightning_kd.__version__}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        tag = checkpoint.get(CHECKPOINT_KEY)
         path = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
-        where = f"checkpoint {path}" if path else "the checkpoint"
+        self.check_checkpoint_tag(checkpoint.get(CHECKPOINT_KEY), f"checkpoint {path}" if path else "the checkpoint")
+
+    @classmethod
+    def check_checkpoint_tag(cls, tag: dict[str, Any] | None, where: str) -> None:
+        """Raise :class:`CheckpointMismatchError` unless ``tag`` (a checkpoint's ``lightning_kd`` entry) names
+        this method; ``where`` names the checkpoint in the message."""
         if tag is None:
             raise CheckpointMismatchError(
                 f"{where} was not written by lightning_kd (no '{CHECKPOINT_KEY}' entry); "
-                f"pass a checkpoint trained with `lightning-kd fit` for {self.method_name()}.")
-        if tag.get("method") != self.method_name():
+                f"pass a checkpoint trained with `lightning-kd fit` for {cls.method_name()}.")
+        if tag.get("method") != cls.method_name():
             raise CheckpointMismatchError(
-                f"{where} holds a {tag.get('method')} model, but the config builds {self.method_name()}; "
+                f"{where} holds a {tag.get('method')} model, but the config builds {cls.method_name()}; "
                 "use the config of the method that wrote the checkpoint (its run directory has config.yaml), "
                 "or pass a checkpoint of this method.")
 

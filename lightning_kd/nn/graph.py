@@ -1,4 +1,4 @@
-"""Sparse k-nearest-neighbour graphs and low-pass graph filtering (groundwork for VLSG clustering).
+"""Sparse k-nearest-neighbour graphs and low-pass graph filtering (the semantic graphs of VLSG).
 
 Everything here is memory-bounded: :func:`knn_graph` only ever holds a ``(block_size, N)`` dense
 block plus ``O(N k)`` sparse entries, and :func:`normalized_laplacian_filter` applies the filter as
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["knn_graph", "normalized_laplacian_filter", "sparse_max_symmetrize"]
+__all__ = ["knn_graph", "knn_search", "normalized_laplacian_filter", "sparse_max_symmetrize"]
 
 
 def _coalesce_amax(rows: Tensor, cols: Tensor, vals: Tensor, n: int) -> Tensor:
@@ -39,32 +39,20 @@ def sparse_max_symmetrize(adj: Tensor) -> Tensor:
     return _coalesce_amax(torch.cat([r, c]), torch.cat([c, r]), torch.cat([v, v]), n)
 
 
-def knn_graph(
+def knn_search(
     x: Tensor,
     k: int,
     metric: Literal["cosine", "euclidean"] = "cosine",
-    block_size: int = 1024,  # the (block_size, N) float32 temporary: 0.4 GB at N = 100k
+    block_size: int = 1024,
     include_self: bool = False,
-    symmetric: bool = True,
-) -> Tensor:
-    """Weighted kNN graph of the rows of ``x`` ``(N, D)`` as a coalesced float32 sparse COO ``(N, N)``.
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest rows of every row of ``x`` ``(N, D)``, searched in row blocks.
 
-    Rows are processed in blocks of ``block_size``: each block's similarities (or squared distances)
-    to all ``N`` rows form a ``(block_size, N)`` temporary, from which :func:`torch.topk` keeps the
-    ``k`` nearest neighbours; the point itself is masked out unless ``include_self``. Memory is
-    ``O(N k + block_size N)``, never ``O(N^2)``. Every row stores exactly ``k`` entries before
-    symmetrisation (explicit zero weights are kept as structure).
-
-    Weights:
-
-    - ``"cosine"``: ``max(cos_sim, 0)``;
-    - ``"euclidean"``: ``exp(-d^2 / (2 sigma^2))`` with one global ``sigma`` = mean kNN distance over
-      all ``N k`` selected pairs of the same pass (``sigma = 1`` if that mean is 0).
-
-    ``symmetric`` returns ``max(A, A^T)`` (so every row then has ``>= k`` neighbours). Ties among equal
-    similarities are resolved by :func:`torch.topk`, which is deterministic on CPU for identical inputs
-    (which equal-valued index wins is unspecified, but repeatable); results do not depend on
-    ``block_size`` up to floating-point rounding of the block matmul.
+    Returns ``(indices (N, k) int64, scores (N, k))`` sorted nearest first; scores are cosine
+    similarities (``"cosine"``) or squared Euclidean distances (``"euclidean"``). Each block of
+    ``block_size`` rows forms one ``(block_size, N)`` temporary from which :func:`torch.topk` keeps the
+    ``k`` best, so memory is ``O(N k + block_size N)``, never ``O(N^2)``. The point itself is masked
+    out unless ``include_self``. Ties are resolved by :func:`torch.topk` (deterministic on CPU).
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
@@ -103,7 +91,35 @@ def knn_graph(
         nbr_idx[start:stop] = idx
         nbr_val[start:stop] = vals
         del block
+    return nbr_idx, nbr_val
 
+
+def knn_graph(
+    x: Tensor,
+    k: int,
+    metric: Literal["cosine", "euclidean"] = "cosine",
+    block_size: int = 1024,  # the (block_size, N) float32 temporary: 0.4 GB at N = 100k
+    include_self: bool = False,
+    symmetric: bool = True,
+    neighbours: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Weighted kNN graph of the rows of ``x`` ``(N, D)`` as a coalesced float32 sparse COO ``(N, N)``.
+
+    Neighbours come from :func:`knn_search` (or are passed as its output in ``neighbours``, to reuse one
+    search). Memory is ``O(N k + block_size N)``, never ``O(N^2)``. Every row stores exactly ``k``
+    entries before symmetrisation (explicit zero weights are kept as structure).
+
+    Weights:
+
+    - ``"cosine"``: ``max(cos_sim, 0)``;
+    - ``"euclidean"``: ``exp(-d^2 / (2 sigma^2))`` with one global ``sigma`` = mean kNN distance over
+      all ``N k`` selected pairs of the same pass (``sigma = 1`` if that mean is 0).
+
+    ``symmetric`` returns ``max(A, A^T)`` (so every row then has ``>= k`` neighbours). Results do not
+    depend on ``block_size`` up to floating-point rounding of the block matmul.
+    """
+    nbr_idx, nbr_val = neighbours if neighbours is not None else knn_search(x, k, metric, block_size, include_self)
+    n = x.shape[0]
     if metric == "cosine":
         weights = nbr_val.clamp(min=0.0)
     else:
@@ -112,7 +128,7 @@ def knn_graph(
             sigma = 1.0
         weights = torch.exp(-nbr_val / (2.0 * sigma * sigma))
 
-    rows = torch.arange(n, device=x.device).repeat_interleave(k)
+    rows = torch.arange(n, device=nbr_idx.device).repeat_interleave(nbr_idx.shape[1])
     cols = nbr_idx.reshape(-1)
     vals = weights.reshape(-1).to(torch.float32)
     if symmetric:

@@ -17,6 +17,7 @@ import numpy as np
 from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.common import format_error
 from lightning_kd.data.formats.multiview import MultiViewDataModule
+from lightning_kd.data.semantic_graph import SemanticGraph
 
 __all__ = ["MFEAT_DIMS", "MfeatDataModule", "find_mfeat", "read_mfeat"]
 
@@ -88,8 +89,9 @@ class MfeatDataModule(MultiViewDataModule):
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        semantic_graph: SemanticGraph | None = None,
     ) -> None:
-        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize)
+        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph)
         self.path = path
         self.views = list(views)
 

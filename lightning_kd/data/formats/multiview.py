@@ -25,6 +25,7 @@ import torch
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.common import format_error
+from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 from lightning_kd.data.split import SplitTensors
 
 __all__ = ["LABEL_KEYS", "MultiViewDataModule", "read_multiview_mat"]
@@ -167,31 +168,41 @@ class MultiViewDataModule(InMemoryDataModule):
     """Multi-view clustering data from a ``.mat`` file, read once by :func:`read_multiview_mat`.
 
     Clustering is transductive: the train, valid and test splits all hold ALL N samples (the same tensors),
-    labels are used only for evaluation. Batches hold inputs ``view_0`` .. ``view_{V-1}`` (B, D_v) float32, no
-    masks, ``target`` (B,) int64 labels; ids are the row numbers ``"0"`` .. ``"N-1"``.
+    labels are used only for evaluation. Batches hold inputs ``view_0`` .. ``view_{V-1}`` (B, D_v) float32
+    (plus ``semantic_neighbours`` (B, G k) int64 with a ``semantic_graph``), no masks, ``target`` (B,) int64
+    labels; ``index`` is the row number, and ids are ``"0"`` .. ``"N-1"``.
 
     Args:
-        path: the ``.mat`` file.
+        path: the ``.mat`` file (required; ``None`` stops with a message naming the option).
         batch_size, seed, predict_split, eval_batch_size: see :class:`InMemoryDataModule`.
         standardize: standardise every feature to zero mean and unit variance over the training split (= all
             samples); constant features are only centred.
+        semantic_graph: build kNN semantic graphs over all samples once at setup, low-pass filter the views
+            on them and attach each sample's graph neighbours to its batches as ``inputs["semantic_neighbours"]``
+            (:class:`~lightning_kd.data.semantic_graph.SemanticGraph`); ``None`` = raw (standardised) views.
     """
 
     def __init__(
         self,
-        path: str,
+        path: str | None = None,
         batch_size: int = 256,
         seed: int = 0,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        semantic_graph: SemanticGraph | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size)
         self.path = path
         self.standardize = standardize
+        self.semantic_graph = semantic_graph
 
     def read(self) -> tuple[list[np.ndarray], np.ndarray]:
         """The views (N, D_v) and labels (N,) of the data set (subclasses read other layouts)."""
+        if not self.path:
+            raise DataFileNotFoundError(
+                "no multi-view .mat file given. Fix: pass `--data.init_args.path FILE.mat` (or write a synthetic "
+                "one with `lightning-kd generate multiview --out FILE.mat`).")
         return read_multiview_mat(self.path)
 
     def load_splits(self) -> dict[str, SplitTensors]:
@@ -204,9 +215,20 @@ class MultiViewDataModule(InMemoryDataModule):
                 std[std == 0] = 1.0
                 x = ((x - mean) / std).astype(np.float32)
             inputs[f"view_{v}"] = torch.from_numpy(np.ascontiguousarray(x))
+        if self.semantic_graph is not None and len(labels) > 1:
+            names = list(inputs)
+            filtered, table = self.semantic_graph.build([inputs[k] for k in names])
+            inputs = {k: x.contiguous() for k, x in zip(names, filtered)}
+            if self.semantic_graph.neighbours:
+                inputs[NEIGHBOURS_KEY] = table
         split = SplitTensors(inputs=inputs, masks={}, target=torch.from_numpy(labels),
                              ids=[str(i) for i in range(len(labels))])
         return {s: split for s in SPLITS}  # transductive: one object, all samples, in every split
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """View name (``view_0`` ..) -> feature size."""
+        return {k: int(v.shape[1]) for k, v in self.splits["train"].inputs.items() if k != NEIGHBOURS_KEY}
 
     @property
     def seq_lens(self) -> dict[str, int]:
@@ -215,7 +237,7 @@ class MultiViewDataModule(InMemoryDataModule):
 
     @property
     def num_views(self) -> int:
-        return len(self.splits["train"].inputs)
+        return len(self.feature_dims)
 
     @property
     def num_clusters(self) -> int:

@@ -1,0 +1,273 @@
+"""VLSG as a LightningModule: pretraining by reconstruction, then graph-guided contrastive learning, then
+clustering of all samples (transductive) by k-means on the learned features or by the label heads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from lightning_kd.data.batch import Batch
+from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
+from lightning_kd.methods.base import ConfigError, MethodModule
+from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
+from lightning_kd.methods.vlsg.model import VLSGNet
+from lightning_kd.metrics.clustering import clustering_metrics
+
+__all__ = ["VLSG"]
+
+
+class VLSG(MethodModule):
+    """Multi-view clustering with semantic graphs (Ke et al., IJCAI 2024, "Integrating Vision-Language
+    Semantic Graphs in Multi-View Clustering"; this project's interpretation, the paper's code is not public).
+
+    Schedule (one ``fit``, epoch-based so resumed runs repeat it):
+
+    1. epochs ``< pretrain_epochs``: every view's autoencoder learns to reconstruct its (graph-filtered) view;
+    2. afterwards: reconstruction + ``contrastive_weight`` x graph-guided cross-view contrastive loss on the
+       feature heads, averaged over the pairs of views (semantic-graph neighbours are never negatives: by
+       default they are extra positives, ``neighbour_mode``) + ``cluster_weight`` x MFLVC's cluster-level
+       contrastive loss on the label heads;
+    3. at every validation epoch end, all samples are clustered (``cluster_on``): by the label heads, or by
+       k-means whose centres are stored in the checkpoint, so ``test`` and ``predict`` assign samples to the
+       same clusters.
+
+    Labels are never used for training or model selection; ``val/ACC`` etc. are logged for monitoring only
+    (the configs checkpoint the last epoch). The semantic graphs and the filtered views come from the
+    datamodule (``data.init_args.semantic_graph``); without one this is the plain MFLVC-style pipeline.
+
+    Args:
+        feature_dims: view -> input size (linked from the datamodule).
+        num_clusters: K; ``None`` = the datamodule's number of classes, read at setup (and then saved in the
+            checkpoint's hyper-parameters).
+        hidden, latent, feature_dim: network sizes (:class:`~lightning_kd.methods.vlsg.model.VLSGNet`).
+        pretrain_epochs: reconstruction-only epochs before the contrastive phase.
+        contrastive_weight / feature_temperature: weight and temperature of the feature-level loss.
+        cluster_weight / cluster_temperature: weight and temperature of the cluster-level loss.
+        use_graph: read the semantic neighbours the datamodule attaches (``semantic_graph``); ``False`` ignores
+            them (the filtered views are still used).
+        neighbour_mode: ``"positive"``: semantic neighbours are extra positives of the cross-view contrast;
+            ``"exclude"``: they are only removed from the negatives.
+        pair_reduction: ``"mean"`` or ``"sum"`` of the contrastive losses over the ``V (V - 1) / 2`` view pairs.
+        cluster_on: ``"latent"`` (k-means on the concatenated, per-view L2-normalised latent codes ``z``),
+            ``"features"`` (k-means on the normalised feature heads) or ``"labels"`` (argmax of the label heads
+            averaged over views).
+        kmeans_init: k-means restarts (scikit-learn ``n_init``).
+        kmeans_seed: k-means ``random_state``; ``None`` = the run's ``seed_everything`` value.
+        lr, weight_decay: Adam (constant learning rate, as MFLVC).
+        seq_lens: accepted for the CLI link; multi-view inputs are vectors.
+    """
+
+    def __init__(
+        self,
+        feature_dims: dict[str, int],
+        num_clusters: int | None = None,
+        hidden: Sequence[int] = (500, 500, 2000),
+        latent: int = 512,
+        feature_dim: int = 128,
+        pretrain_epochs: int = 50,
+        contrastive_weight: float = 1.0,
+        feature_temperature: float = 0.5,
+        cluster_weight: float = 1.0,
+        cluster_temperature: float = 1.0,
+        use_graph: bool = True,
+        neighbour_mode: Literal["exclude", "positive"] = "positive",
+        pair_reduction: Literal["mean", "sum"] = "mean",
+        cluster_on: Literal["features", "latent", "labels"] = "latent",
+        kmeans_init: int = 10,
+        kmeans_seed: int | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        seq_lens: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay)
+        if cluster_on not in ("features", "latent", "labels"):
+            raise ValueError(f"cluster_on must be 'features', 'latent' or 'labels', got {cluster_on!r}")
+        if pair_reduction not in ("mean", "sum"):
+            raise ValueError(f"pair_reduction must be 'mean' or 'sum', got {pair_reduction!r}")
+        self.save_hyperparameters(ignore=["seq_lens"])
+        self.net: VLSGNet | None = None
+        self.num_clusters = num_clusters
+        self.pretrain_epochs = pretrain_epochs
+        self.contrastive_weight, self.feature_temperature = contrastive_weight, feature_temperature
+        self.cluster_weight, self.cluster_temperature = cluster_weight, cluster_temperature
+        self.use_graph, self.neighbour_mode, self.pair_reduction = use_graph, neighbour_mode, pair_reduction
+        self.cluster_on = cluster_on
+        self.kmeans_init, self.kmeans_seed = kmeans_init, kmeans_seed
+        if num_clusters is not None:
+            self._build(num_clusters)
+        self._collected: list[tuple[Tensor, ...]] = []
+        #: after ``test``: the clustered embeddings (feature heads with ``cluster_on: labels``), cluster ids and
+        #: labels of every sample, in row order
+        self.test_embedding: np.ndarray | None = None
+        self.test_prediction: np.ndarray | None = None
+        self.test_target: np.ndarray | None = None
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _build(self, num_clusters: int) -> None:
+        """The network and the k-means centre buffers for ``num_clusters`` clusters (recorded in hparams)."""
+        h = self.hparams
+        self.net = VLSGNet(h.feature_dims, num_clusters, h.hidden, h.latent, h.feature_dim)
+        self.num_clusters = num_clusters
+        self.hparams["num_clusters"] = num_clusters
+        emb = (h.latent if self.cluster_on == "latent" else h.feature_dim) * len(h.feature_dims)
+        self.register_buffer("cluster_centers", torch.zeros(num_clusters, emb))
+        self.register_buffer("centers_fitted", torch.tensor(False))
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_k = getattr(dm, "num_clusters", None)
+        if self.net is None:  # num_clusters: null -> the data's number of classes
+            if data_k is None:
+                raise ConfigError("VLSG needs the number of clusters: set model.init_args.num_clusters, or use a "
+                                  "datamodule with labels (it counts the classes)")
+            self._build(int(data_k))
+        elif data_k is not None and data_k != self.num_clusters:
+            raise ConfigError(f"model.init_args.num_clusters is {self.num_clusters} but the data has {data_k} "
+                              "classes; set it to match, or to null to take the data's count")
+        if stage == "fit" and self.use_graph and dm is not None:
+            graph = getattr(dm, "semantic_graph", None)
+            if graph is None or not graph.neighbours:
+                rank_zero_info("VLSG: the datamodule builds no semantic graph (data.init_args.semantic_graph is "
+                               "null), so the contrastive loss uses every other sample as a negative (the "
+                               "pipeline without the semantic graph).")
+
+    # -- losses ----------------------------------------------------------------------------------
+    def in_contrastive_phase(self) -> bool:
+        return self.current_epoch >= self.pretrain_epochs
+
+    def losses(self, batch: Batch, contrastive: bool) -> dict[str, Tensor]:
+        """Every loss term of a batch; ``"loss"`` is the optimised total."""
+        views = self.net.views
+        out = self.net({v: batch.inputs[v] for v in views})
+        recon = sum(F.mse_loss(out["recon"][v].float(), batch.inputs[v].float()) for v in views)
+        terms: dict[str, Tensor] = {"recon": recon}
+        total = recon
+        if contrastive and len(views) > 1:
+            exclude = None
+            if self.use_graph and NEIGHBOURS_KEY in batch.inputs:
+                exclude = neighbour_mask(batch.inputs[NEIGHBOURS_KEY], batch.index)
+                terms["batch_neighbours"] = exclude.float().sum(1).mean()
+            feat = clus = recon.new_zeros(())
+            pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]]
+            for a, b in pairs:
+                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], self.feature_temperature, exclude,
+                                                       self.neighbour_mode)
+                clus = clus + cluster_contrastive(out["q"][a], out["q"][b], self.cluster_temperature)
+            if self.pair_reduction == "mean":
+                feat, clus = feat / len(pairs), clus / len(pairs)
+            terms["feature_contrastive"], terms["cluster_contrastive"] = feat, clus
+            total = total + self.contrastive_weight * feat + self.cluster_weight * clus
+        else:  # the heads take no part in pretraining: a zero term keeps every parameter in the graph (DDP)
+            total = total + 0.0 * sum(out["h"][v].sum() + out["q"][v].sum() for v in views)
+        terms["loss"] = total
+        return terms
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        terms = self.losses(batch, self.in_contrastive_phase())
+        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()},
+                      on_step=False, on_epoch=True, batch_size=len(batch))
+        return terms["loss"]
+
+    # -- evaluation: embed every sample, then cluster all of them at epoch end -------------------
+    def _eval_step(self, batch: Batch, stage: str, metrics: Any = None) -> None:
+        """Collect the batch's embeddings; clustering needs all samples, so it runs at epoch end. (No
+        ``val/loss``: validation data is the training data, ``train/loss`` already reports the objective.)"""
+        row = (batch.index.detach(), self._embed(batch).detach(), batch.target.detach())
+        if stage == "test" and self.cluster_on == "labels":  # plot the feature heads, not K probabilities
+            row = (*row, self.net.embed({v: batch.inputs[v] for v in self.net.views}).float().detach())
+        self._collected.append(row)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._collected = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _embed(self, batch: Batch) -> Tensor:
+        inputs = {v: batch.inputs[v] for v in self.net.views}
+        if self.cluster_on == "labels":
+            return self.net.cluster_probs(inputs).float()
+        return self.net.embed(inputs, latent=self.cluster_on == "latent").float()
+
+    def _gathered(self) -> list[Tensor]:
+        """Index, clustering input, target (and, in test, plotted features) of every evaluated sample on every
+        rank, once each, in row order."""
+        cols = [torch.cat(t) for t in zip(*self._collected)]
+        self._collected = []
+        if self.trainer.world_size > 1:
+            cols = [self.all_gather(t).flatten(0, 1) for t in cols]
+        if bool((cols[0][1:] > cols[0][:-1]).all()):  # one process, sequential loader: already in order (no copy)
+            return cols
+        order = torch.argsort(cols[0], stable=True)
+        cols = [t[order] for t in cols]
+        keep = torch.ones_like(cols[0], dtype=torch.bool)
+        keep[1:] = cols[0][1:] != cols[0][:-1]  # DistributedSampler pads with repeats
+        return [t[keep] for t in cols]
+
+    def _kmeans_seed(self) -> int:
+        return self.kmeans_seed if self.kmeans_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def fit_clusters(self, embedding: Tensor) -> Tensor:
+        """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
+        from sklearn.cluster import KMeans
+
+        x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
+        km = KMeans(self.num_clusters, n_init=self.kmeans_init, random_state=self._kmeans_seed(), copy_x=False).fit(x)
+        self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
+        self.centers_fitted.fill_(True)
+        return torch.as_tensor(km.labels_, dtype=torch.int64)
+
+    def assign(self, embedding: Tensor) -> Tensor:
+        """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
+        if self.cluster_on == "labels":
+            return embedding.argmax(1)
+        if not bool(self.centers_fitted):
+            raise RuntimeError("VLSG has no cluster centres yet: they are fitted at validation epoch ends; "
+                               "pass a checkpoint written by `lightning-kd fit` (its validation fitted them)")
+        return torch.cdist(embedding.float(), self.cluster_centers.float()).argmin(1)
+
+    def _eval_epoch_end(self, stage: str, metrics: Any = None) -> None:
+        if not self._collected or self.trainer.sanity_checking:
+            self._collected = []
+            return
+        idx, emb, tgt, *feats = self._gathered()
+        if self.cluster_on == "labels":
+            pred = emb.argmax(1)
+        elif stage == "val" or not bool(self.centers_fitted):
+            pred = self.fit_clusters(emb).to(emb.device)
+        else:
+            pred = self.assign(emb)
+        scores = clustering_metrics(pred.cpu(), tgt.cpu())
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in scores.items()}, sync_dist=False)
+        if stage == "test":
+            self.test_embedding = (feats[0] if feats else emb).cpu().numpy()
+            self.test_prediction = pred.cpu().numpy()
+            self.test_target = tgt.cpu().numpy()
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        return {"index": batch.index, "prediction": self.assign(self._embed(batch)), "target": batch.target}
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Cluster ids of a batch."""
+        return self.assign(self._embed(batch))
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
