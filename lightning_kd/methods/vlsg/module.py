@@ -150,14 +150,14 @@ class VLSG(MethodModule):
         terms: dict[str, Tensor] = {"recon": recon}
         total = recon
         if contrastive and len(views) > 1:
-            exclude = None
+            neighbours = None
             if self.use_graph and NEIGHBOURS_KEY in batch.inputs:
-                exclude = neighbour_mask(batch.inputs[NEIGHBOURS_KEY], batch.index)
-                terms["batch_neighbours"] = exclude.float().sum(1).mean()
+                neighbours = neighbour_mask(batch.inputs[NEIGHBOURS_KEY], batch.index)
+                terms["batch_neighbours"] = neighbours.float().sum(1).mean()
             feat = clus = recon.new_zeros(())
             pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]]
             for a, b in pairs:
-                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], self.feature_temperature, exclude,
+                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], self.feature_temperature, neighbours,
                                                        self.neighbour_mode)
                 clus = clus + cluster_contrastive(out["q"][a], out["q"][b], self.cluster_temperature)
             if self.pair_reduction == "mean":
