@@ -66,7 +66,8 @@ class KDCLI(LightningCLI):
         if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
             return
         try:
-            tag = torch.load(ckpt_path, weights_only=True, map_location="cpu").get(CHECKPOINT_KEY)
+            # mmap: only the small tag is read here, not the weights (Lightning loads the file next)
+            tag = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True).get(CHECKPOINT_KEY)
         except Exception:  # noqa: BLE001 - not a readable checkpoint: Lightning reports it
             return
         cls.check_checkpoint_tag(tag, f"checkpoint {ckpt_path}")

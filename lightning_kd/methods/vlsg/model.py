@@ -70,27 +70,30 @@ class VLSGNet(nn.Module):
         self.feature_heads = nn.ModuleDict({v: nn.Linear(latent, feature_dim) for v in self.views})
         self.label_heads = nn.ModuleDict({v: nn.Linear(latent, num_clusters) for v in self.views})
 
+    def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every view's latent code ``z`` ``(B, latent)``."""
+        return {v: self.autoencoders[v].encoder(inputs[v]) for v in self.views}
+
+    def features(self, z: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every view's L2-normalised feature ``h`` ``(B, feature_dim)``, float32."""
+        return {v: F.normalize(self.feature_heads[v](z[v]).float(), dim=1) for v in self.views}
+
+    def cluster_probs(self, z: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every view's cluster probabilities ``q`` ``(B, K)``, float32."""
+        return {v: torch.softmax(self.label_heads[v](z[v]).float(), dim=1) for v in self.views}
+
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
         """``{"z", "recon", "h", "q"}``, each a dict view -> tensor: latent, reconstruction, normalised feature
         ``(B, feature_dim)`` and cluster probabilities ``(B, K)``."""
-        out: dict[str, dict[str, Tensor]] = {"z": {}, "recon": {}, "h": {}, "q": {}}
-        for v in self.views:
-            z, recon = self.autoencoders[v](inputs[v])
-            out["z"][v], out["recon"][v] = z, recon
-            out["h"][v] = F.normalize(self.feature_heads[v](z).float(), dim=1)
-            out["q"][v] = torch.softmax(self.label_heads[v](z).float(), dim=1)
-        return out
+        z = self.encode(inputs)
+        recon = {v: self.autoencoders[v].decoder(z[v]) for v in self.views}
+        return {"z": z, "recon": recon, "h": self.features(z), "q": self.cluster_probs(z)}
 
-    def embed(self, inputs: dict[str, Tensor], latent: bool = False) -> Tensor:
-        """The clustering embedding: every view's normalised feature ``h`` (or, with ``latent``, normalised latent
-        code ``z``) concatenated, ``(B, V feature_dim)`` (``(B, V latent)``)."""
-        parts = []
-        for v in self.views:
-            z = self.autoencoders[v].encoder(inputs[v])
-            parts.append(F.normalize((z if latent else self.feature_heads[v](z)).float(), dim=1))
-        return torch.cat(parts, dim=1)
-
-    def cluster_probs(self, inputs: dict[str, Tensor]) -> Tensor:
-        """The label heads' cluster probabilities averaged over views, ``(B, K)``."""
-        return torch.stack([torch.softmax(self.label_heads[v](self.autoencoders[v].encoder(inputs[v])).float(), dim=1)
-                            for v in self.views]).mean(0)
+    def embed(self, z: dict[str, Tensor], kind: str = "latent") -> Tensor:
+        """The clustering embedding of latent codes ``z`` (:meth:`encode`): ``"latent"`` every view's normalised
+        ``z`` concatenated ``(B, V latent)``; ``"features"`` every view's ``h`` concatenated ``(B, V feature_dim)``;
+        ``"labels"`` the cluster probabilities averaged over views ``(B, K)``."""
+        if kind == "labels":
+            return torch.stack(list(self.cluster_probs(z).values())).mean(0)
+        parts = self.features(z) if kind == "features" else {v: F.normalize(z[v].float(), dim=1) for v in self.views}
+        return torch.cat([parts[v] for v in self.views], dim=1)

@@ -179,9 +179,10 @@ class VLSG(MethodModule):
     def _eval_step(self, batch: Batch, stage: str, metrics: Any = None) -> None:
         """Collect the batch's embeddings; clustering needs all samples, so it runs at epoch end. (No
         ``val/loss``: validation data is the training data, ``train/loss`` already reports the objective.)"""
-        row = (batch.index.detach(), self._embed(batch).detach(), batch.target.detach())
+        z = self.net.encode({v: batch.inputs[v] for v in self.net.views})
+        row = (batch.index.detach(), self.net.embed(z, self.cluster_on).detach(), batch.target.detach())
         if stage == "test" and self.cluster_on == "labels":  # plot the feature heads, not K probabilities
-            row = (*row, self.net.embed({v: batch.inputs[v] for v in self.net.views}).float().detach())
+            row = (*row, self.net.embed(z, "features").detach())
         self._collected.append(row)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -196,10 +197,8 @@ class VLSG(MethodModule):
     on_test_epoch_start = on_validation_epoch_start
 
     def _embed(self, batch: Batch) -> Tensor:
-        inputs = {v: batch.inputs[v] for v in self.net.views}
-        if self.cluster_on == "labels":
-            return self.net.cluster_probs(inputs).float()
-        return self.net.embed(inputs, latent=self.cluster_on == "latent").float()
+        """The embedding ``cluster_on`` clusters, ``(B, D)`` float32."""
+        return self.net.embed(self.net.encode({v: batch.inputs[v] for v in self.net.views}), self.cluster_on)
 
     def _gathered(self) -> list[Tensor]:
         """Index, clustering input, target (and, in test, plotted features) of every evaluated sample on every
