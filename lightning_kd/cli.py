@@ -14,8 +14,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
-from lightning_kd.data.errors import DataFormatError
-from lightning_kd.methods.base import CheckpointMismatchError, ConfigError
+from lightning_kd.checkpoint import CHECKPOINT_KEY, UserError
 from lightning_kd.trainer import KDTrainer
 
 
@@ -51,7 +50,7 @@ class KDCLI(LightningCLI):
 
         import torch
 
-        from lightning_kd.methods.base import CHECKPOINT_KEY, MethodModule
+        from lightning_kd.methods.base import MethodModule
 
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
-USER_ERRORS = (DataFormatError, FileNotFoundError, CheckpointMismatchError, ConfigError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def _user_error(err: BaseException) -> BaseException | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_kd.callbacks.outputs import _atomic_write
+from lightning_kd.io import atomic_write_text
 from lightning_kd.callbacks.run_dir import run_dir
 from lightning_kd.data.missing import INCOMPLETE_SETTINGS, MODALITY_SETTINGS, MissingCondition
 
@@ -112,7 +112,7 @@ def write_robustness_csv(rows: list[dict[str, Any]], path: Path) -> None:
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k != "rate" else v) for k, v in r.items()})
 
-    _atomic_write(path, write)
+    atomic_write_text(path, write)
 
 
 def read_robustness_csv(path: str | Path) -> list[dict[str, Any]]:

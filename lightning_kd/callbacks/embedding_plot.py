@@ -34,7 +34,7 @@ def plot_embedding(xy: np.ndarray, clusters: np.ndarray, path: str | Path, title
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightning_kd.data.synthetic import atomic_write_binary
+    from lightning_kd.io import atomic_write_binary
 
     fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
     ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab10" if clusters.max() < 10 else "tab20", s=4, linewidths=0)

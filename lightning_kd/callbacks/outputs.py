@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -15,20 +12,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from lightning_kd.callbacks.run_dir import run_dir
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, so no half-written file is left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from lightning_kd.io import atomic_write_text
 
 
 class TestMetricsWriter(Callback):
@@ -48,7 +32,7 @@ class TestMetricsWriter(Callback):
                 v = float(value)
                 metrics[key.removeprefix("test/")] = None if math.isnan(v) else v
         payload = {"metrics": metrics, "ckpt_path": trainer.ckpt_path}
-        _atomic_write(out, lambda f: json.dump(payload, f, indent=2, sort_keys=True))
+        atomic_write_text(out, lambda f: json.dump(payload, f, indent=2, sort_keys=True))
         pl_module.print(f"test metrics written to {out}")
 
 
@@ -92,5 +76,5 @@ class PredictionCSVWriter(BasePredictionWriter):
                 w.writerow([ids[idx] if ids is not None else idx,
                             ";".join(f"{p:.6g}" for p in pred), ";".join(f"{t:.6g}" for t in tgt)])
 
-        _atomic_write(out, write)
+        atomic_write_text(out, write)
         pl_module.print(f"{len(seen)} predictions written to {out}")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_kd.data.synthetic import atomic_write_binary
+from lightning_kd.io import atomic_write_binary, file_sha256
 from lightning_kd.nn.clip_encoder import (
     check_weights_args,
     encode_images,
@@ -124,23 +124,6 @@ def text_semantics(image_emb: np.ndarray, noun_emb: np.ndarray, temperature: flo
 
 
 # -- cache --------------------------------------------------------------------------------------------------------
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file's contents, read in chunks (memoised per path, size and mtime within the process)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    memo = (str(p), st.st_size, st.st_mtime_ns)
-    if memo not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _SHA_MEMO[memo] = h.hexdigest()
-    return _SHA_MEMO[memo]
-
-
 def array_fingerprint(a: np.ndarray) -> str:
     """sha256 of an array's shape, dtype and C-order bytes."""
     a = np.ascontiguousarray(a)

@@ -1,14 +1,5 @@
-"""Errors raised by the on-disk format readers."""
+"""Errors raised by the on-disk format readers (defined once in :mod:`lightning_kd.checkpoint`)."""
 
-from __future__ import annotations
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 
-
-class DataFormatError(ValueError):
-    """A data file is missing, unreadable or does not follow its format.
-
-    Messages name the file, the split and key where relevant, what is wrong and how to fix it.
-    """
-
-
-class DataFileNotFoundError(DataFormatError, FileNotFoundError):
-    """The data file does not exist (also a :class:`FileNotFoundError`)."""
+__all__ = ["DataFileNotFoundError", "DataFormatError"]

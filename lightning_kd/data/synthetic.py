@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 from abc import abstractmethod
-import os
 import pickle
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from lightning_kd.data.formats.mmsa import MMSADataModule
+from lightning_kd.io import atomic_write_binary
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
@@ -138,22 +136,6 @@ def _build_mmsa(
             d["vision_lengths"] = [int(v) for v in lens["vision"]]
         out[split] = d
     return out
-
-
-def atomic_write_binary(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it over ``path``
-    (no half-written file is ever left at ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_pickle(obj: Any, path: Path) -> None:

@@ -28,7 +28,6 @@ Checkpoints are unpickled (``weights_only=False``): load only files you trust.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_kd.methods.base import CHECKPOINT_KEY, CheckpointMismatchError
+from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError
+from lightning_kd.io import file_sha256
 
 __all__ = ["TeacherError", "TeacherNotFoundError", "TeacherMixin", "load_teacher", "file_sha256"]
 
@@ -51,15 +51,6 @@ class TeacherError(CheckpointMismatchError):
 
 class TeacherNotFoundError(TeacherError, FileNotFoundError):
     """The teacher checkpoint does not exist (also a :class:`FileNotFoundError`)."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _import_class(dotted: str) -> type:

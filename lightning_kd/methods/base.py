@@ -16,19 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError, ConfigError  # noqa: F401 (re-exported)
 from lightning_kd.data.batch import Batch
 from lightning_kd.metrics.sentiment import SentimentMetrics
-
-CHECKPOINT_KEY = "lightning_kd"
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint written by another method (or not by lightning_kd) was given to this method."""
-
-
-class ConfigError(ValueError):
-    """A method's options contradict each other (e.g. a student without a teacher); the message names the fix."""
-
 
 class MethodModule(pl.LightningModule):
     """Base of every method's LightningModule: Adam + ReduceLROnPlateau on ``val/loss``, checkpoint tag.

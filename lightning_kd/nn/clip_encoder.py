@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lightning_kd.checkpoint import WeightsError
+
 __all__ = [
     "PRETRAINED_OPTION", "TINY_CLIP", "TINY_CLIP_CONFIG", "CLIPWeightsError", "ImagePreprocess", "check_weights_args",
     "encode_images", "encode_texts", "load_open_clip", "open_clip_module", "register_tiny_clip",
@@ -38,7 +40,7 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 }
 
 
-class CLIPWeightsError(ValueError):
+class CLIPWeightsError(WeightsError):
     """A weights file that cannot be read, or whose tensors do not fit the requested architecture."""
 
 

