@@ -21,18 +21,22 @@ from lightning_kd.data.batch import Batch
 from lightning_kd.metrics.sentiment import SentimentMetrics
 
 class MethodModule(pl.LightningModule):
-    """Base of every method's LightningModule: Adam + ReduceLROnPlateau on ``val/loss``, checkpoint tag.
+    """Base of every method's LightningModule: Adam (+ optional ReduceLROnPlateau on ``val/loss``), checkpoint tag.
 
     Args:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        lr_factor / lr_patience: ``ReduceLROnPlateau`` on ``val/loss``.
+        lr_factor / lr_patience: ``ReduceLROnPlateau`` on ``val/loss`` (used only with ``lr_scheduler="plateau"``).
+        lr_scheduler: ``"plateau"`` (ReduceLROnPlateau, the DMD protocol) or ``"none"`` (plain Adam, constant lr).
     """
 
-    def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 5) -> None:
+    def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 5,
+                 lr_scheduler: Literal["plateau", "none"] = "plateau") -> None:
         super().__init__()
+        if lr_scheduler not in ("plateau", "none"):
+            raise ConfigError(f"model.init_args.lr_scheduler must be 'plateau' or 'none', got {lr_scheduler!r}")
         self.lr, self.weight_decay = lr, weight_decay
-        self.lr_factor, self.lr_patience = lr_factor, lr_patience
+        self.lr_factor, self.lr_patience, self.lr_scheduler = lr_factor, lr_patience, lr_scheduler
 
     # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
     @abstractmethod
@@ -55,10 +59,12 @@ class MethodModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test", self.test_metrics)
 
-    # -- optimisation (DMD protocol: Adam + ReduceLROnPlateau on validation L1) ------------------
+    # -- optimisation (DMD protocol: Adam + ReduceLROnPlateau on validation L1; or plain Adam) -----
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
+        if self.lr_scheduler == "none":
+            return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.lr_factor,
                                                            patience=self.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}

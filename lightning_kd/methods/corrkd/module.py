@@ -38,7 +38,10 @@ class CorrKD(TeacherMixin, MethodModule):
             or ``emotion`` (IEMOCAP; four binary emotion decisions, per-emotion accuracy and weighted F1).
         dim, heads, layers, kernel_size, dropout, head_dropout: :class:`CorrKDNet`.
         scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature: :class:`CorrKDObjective`.
-        lr, weight_decay, lr_factor, lr_patience: Adam + ReduceLROnPlateau on validation cross-entropy.
+        lr, weight_decay: Adam. lr_scheduler: ``"none"`` (default) = plain Adam at a constant lr, as the spec
+            and HRLF (NeurIPS 2024, same authors; the source of the configs' lr / batch / epochs) state: they
+            name Adam and its lr, no schedule. ``"plateau"`` adds ReduceLROnPlateau on validation
+            cross-entropy with ``lr_factor`` / ``lr_patience`` (not part of CorrKD; kept for experiments).
         text_encoder, finetune_text: local BERT for ``text_bert`` token-id inputs.
     """
 
@@ -68,10 +71,11 @@ class CorrKD(TeacherMixin, MethodModule):
         weight_decay: float = 0.0,
         lr_factor: float = 0.5,
         lr_patience: int = 5,
+        lr_scheduler: Literal["plateau", "none"] = "none",
         text_encoder: str | None = None,
         finetune_text: bool = True,
     ) -> None:
-        super().__init__(lr, weight_decay, lr_factor, lr_patience)
+        super().__init__(lr, weight_decay, lr_factor, lr_patience, lr_scheduler)
         if task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
         self.save_hyperparameters()

@@ -1,0 +1,48 @@
+"""Optimiser per method: CorrKD trains with plain Adam (its spec / HRLF state no schedule); DMD keeps
+ReduceLROnPlateau on ``val/loss`` (its official protocol). The shipped configs say the same."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from lightning_kd.methods.base import ConfigError
+from lightning_kd.methods.corrkd import CorrKD
+from lightning_kd.methods.dmd import DMD
+
+DIMS = {"text": 32, "audio": 5, "vision": 7}
+LENS = {"text": 9, "audio": 9, "vision": 9}
+
+
+def test_corrkd_default_is_plain_adam() -> None:
+    out = CorrKD(DIMS, dim=8, heads=2, layers=1, lr=2e-3).configure_optimizers()
+    assert isinstance(out, torch.optim.Adam)  # an optimiser alone: no scheduler, the lr stays constant
+    assert out.param_groups[0]["lr"] == 2e-3
+
+
+def test_dmd_keeps_reduce_lr_on_plateau() -> None:
+    out = DMD(DIMS, LENS, hidden=8, heads=2, layers=1, lr_factor=0.3, lr_patience=2).configure_optimizers()
+    assert isinstance(out["optimizer"], torch.optim.Adam)
+    sched = out["lr_scheduler"]
+    assert isinstance(sched["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert sched["monitor"] == "val/loss"
+    assert sched["scheduler"].factor == 0.3 and sched["scheduler"].patience == 2
+
+
+def test_scheduler_option_is_explicit_and_checked() -> None:
+    out = CorrKD(DIMS, dim=8, heads=2, layers=1, lr_scheduler="plateau", lr_patience=3).configure_optimizers()
+    assert isinstance(out["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert out["lr_scheduler"]["scheduler"].patience == 3
+    with pytest.raises(ConfigError, match="lr_scheduler"):
+        CorrKD(DIMS, dim=8, heads=2, layers=1, lr_scheduler="cosine")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/corrkd").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_corrkd_configs_use_plain_adam(path) -> None:
+    init = yaml.safe_load(path.read_text())["model"]["init_args"]
+    assert init["lr_scheduler"] == "none"
+    assert "lr_factor" not in init and "lr_patience" not in init  # no dead scheduler settings
+    init = {**init, "dim": 8, "heads": 2, "layers": 1, "teacher_ckpt": None, "role": "teacher"}
+    assert isinstance(CorrKD(DIMS, **init).configure_optimizers(), torch.optim.Adam)
