@@ -153,10 +153,10 @@ def test_objective_with_teacher_is_weighted_sum(tasks: int, weights: tuple[float
     assert set(terms) == {"task", "scd", "cpd", "rcd", "loss"}
     task = F.cross_entropy(s.logits.reshape(-1, 2), labels.reshape(-1))
     scd = obj.scd(s.representation, t.representation)
-    cls = labels[:, 0] if tasks == 1 else labels.argmax(1)
-    assert torch.equal(prototype_labels(labels), cls)
-    cpd = obj.cpd(s.representation, t.representation, cls)
-    rcd = obj.rcd(s.logits.reshape(-1, 2), t.logits.reshape(-1, 2), labels.reshape(-1))
+    member = F.one_hot(labels[:, 0], 2) if tasks == 1 else labels  # CPD class membership (B, C)
+    assert torch.equal(prototype_labels(labels), member)
+    cpd = obj.cpd(s.representation, t.representation, member)
+    rcd = obj.rcd(s.logits, t.logits, labels)  # (B, tasks, 2): MI marginal pairs across samples
     for name, value in (("task", task), ("scd", scd), ("cpd", cpd), ("rcd", rcd)):
         torch.testing.assert_close(terms[name], value, msg=name)
         assert value.abs() > 0, name

@@ -166,6 +166,73 @@ def test_cpd_teacher_gets_no_gradient():
     assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
 
 
+# ----------------------------------------------------------------------------- CPD, multi-label (IEMOCAP)
+#: emotions of 4 samples: one emotion, two emotions, none, one emotion; emotion 2 is absent from the batch
+MULTI = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]])
+
+
+def test_cpd_multi_label_prototypes_by_hand():
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [1.0, 1.0]])
+    # emotion 0: samples 0, 1 -> (0.5, 0.5); emotion 1: samples 1, 3 -> (0.5, 1.0); emotion 2: none -> 0;
+    # sample 2 (no emotion) is in no prototype (it would move both)
+    protos = PrototypeDistillation(num_classes=3).prototypes(t, MULTI)
+    torch.testing.assert_close(protos, torch.tensor([[0.5, 0.5], [0.5, 1.0], [0.0, 0.0]]))
+    # integer labels are the one-hot special case
+    torch.testing.assert_close(PrototypeDistillation(num_classes=3).prototypes(t, torch.tensor([0, 1, 1, 0])),
+                               torch.tensor([[1.0, 0.5], [2.5, 3.0], [0.0, 0.0]]))
+
+
+def test_cpd_multi_label_hand_value():
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [1.0, 1.0]])  # prototypes (.5, .5), (.5, 1)
+    s = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-3.0, 2.0], [0.0, 1.0]])  # prototypes (1, 0), (.5, .5)
+    r, q5, q10 = 1 / math.sqrt(2), math.sqrt(5), math.sqrt(10)
+    # rows of M_t: t0 (r, 1/sqrt5), t1 (r, 2/sqrt5), t3 (1, 3/sqrt10); M_s: s0 (1, r), s1 (1, r), s3 (0, r)
+    row0 = (r - 1) ** 2 + (1 / q5 - r) ** 2
+    row1 = (r - 1) ** 2 + (2 / q5 - r) ** 2
+    row3 = 1.0 + (3 / q10 - r) ** 2
+    # weights = emotions per sample: 1, 2, 0 (sample 2 is no CPD row), 1
+    expected = (row0 + 2 * row1 + row3) / 4
+    cpd = PrototypeDistillation(num_classes=3)
+    out = cpd(s, t, MULTI)
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    # = the paper's single-label CPD on the batch with sample 1 once per emotion and sample 2 left out
+    rows = [0, 1, 1, 3]
+    assert out.item() == pytest.approx(cpd_ref(s.numpy()[rows], t.numpy()[rows], [0, 0, 1, 1]), rel=1e-6)
+    # what an argmax of the 0/1 rows did: sample 2 -> emotion 0, sample 1 -> emotion 0 only; not this loss
+    assert cpd(s, t, MULTI.argmax(1)).item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_cpd_without_labelled_sample_is_zero_and_labels_are_checked():
+    torch.manual_seed(0)
+    s = torch.randn(3, 2, requires_grad=True)
+    cpd = PrototypeDistillation(num_classes=3)
+    out = cpd(s, torch.randn(3, 2), torch.zeros(3, 3, dtype=torch.long))
+    out.backward()
+    assert out.item() == 0.0 and torch.isfinite(s.grad).all()
+    with pytest.raises(ValueError, match="0/1"):
+        cpd(s, s, torch.tensor([[2, 0, 0], [0, 1, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="labels of shape"):
+        cpd(s, s, torch.zeros(3, 4, dtype=torch.long))
+
+
+def test_corrkd_objective_cpd_keeps_several_and_no_emotions():
+    """CorrKD's IEMOCAP labels (B, 4) reach CPD as emotion memberships, not an argmax (which put the
+    no-emotion sample into emotion 0 and the two-emotion sample into its first emotion only)."""
+    from lightning_kd.methods.corrkd import CorrKDObjective, CorrKDOutput
+    from lightning_kd.methods.corrkd.losses import prototype_labels
+
+    labels = torch.cat([MULTI, torch.zeros(4, 1, dtype=torch.long)], 1)  # 4th emotion absent
+    assert torch.equal(prototype_labels(labels), labels)
+    assert torch.equal(prototype_labels(torch.tensor([[1], [0], [1]])), torch.tensor([[0, 1], [1, 0], [0, 1]]))
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [1.0, 1.0]])
+    s = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-3.0, 2.0], [0.0, 1.0]])
+    obj = CorrKDObjective(tasks=4, classes=2, mi_hidden=8)
+    logits = torch.zeros(4, 4, 2)
+    terms = obj(CorrKDOutput(s, logits), labels, CorrKDOutput(t, logits))
+    rows = [0, 1, 1, 3]  # sample 1 once per emotion, sample 2 (no emotion) left out
+    assert terms["cpd"].item() == pytest.approx(cpd_ref(s.numpy()[rows], t.numpy()[rows], [0, 0, 1, 1]), rel=1e-6)
+
+
 # ----------------------------------------------------------------------------- JS mutual information
 def test_js_mi_with_hand_set_statistics_network():
     mi = JSMutualInformation(1, 1, hidden=2)
@@ -177,6 +244,27 @@ def test_js_mi_with_hand_set_statistics_network():
                 - (softplus(2.5) + softplus(1.0) + softplus(1.0)) / 3)
     assert expected == pytest.approx(-2.130262, abs=1e-6)
     assert mi(x, y).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_js_mi_grouped_pairs_roll_along_samples_by_hand():
+    mi = JSMutualInformation(1, 1, hidden=2)
+    set_linear_statistic(mi, [1.0], [1.0], bias=-1.0)  # T(x, y) = x + y - 1
+    x = torch.tensor([[[0.5], [0.0]], [[1.0], [1.0]], [[2.0], [0.5]]])  # (B=3, G=2, 1)
+    y = torch.tensor([[[1.0], [2.0]], [[0.0], [0.5]], [[3.0], [0.0]]])
+    # joint: group 0 T = [0.5, 0, 4], group 1 T = [1, 0.5, -0.5]
+    # marginal, y of the previous SAMPLE in the same group: group 0 y = [3, 1, 0] -> T = [2.5, 1, 1];
+    # group 1 y = [0, 2, 0.5] -> T = [-1, 2, 0]
+    joint, marginal = [0.5, 0.0, 4.0, 1.0, 0.5, -0.5], [2.5, 1.0, 1.0, -1.0, 2.0, 0.0]
+    expected = js_ref(joint, marginal)
+    assert expected == pytest.approx(-1.880923, abs=1e-6)
+    assert mi(x, y).item() == pytest.approx(expected, rel=1e-6)
+    # the mean of the per-group estimates
+    per_group = [mi(x[:, g], y[:, g]).item() for g in range(2)]
+    assert mi(x, y).item() == pytest.approx(sum(per_group) / 2, rel=1e-6)
+    # flattening samples x groups first pairs a sample's group 1 with its own group 0: another value
+    assert mi(x.flatten(0, 1), y.flatten(0, 1)).item() != pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="expected x"):
+        mi(x, y[:, :1])
 
 
 def test_js_mi_fewer_than_two_samples_is_zero():
@@ -253,6 +341,67 @@ def test_rcd_four_classes_has_both_parts():
     assert parts["target_mi"].item() == pytest.approx(target, rel=1e-5)
     assert parts["nontarget_mi"].item() == pytest.approx(nontarget, rel=1e-5)
     assert parts["nontarget_mi"].item() != 0.0
+
+
+def test_rcd_grouped_responses_match_per_emotion_reference():
+    rng = np.random.default_rng(3)
+    b, e, c = 5, 4, 3
+    student, teacher = rng.normal(size=(b, e, c)), rng.normal(size=(b, e, c))
+    labels = rng.integers(0, c, size=(b, e))
+    rcd = ResponseDisentangledDistillation(num_classes=c, hidden=8)
+    wt, wn = [0.7, 0.2], [1.0, 2.0]
+    set_linear_statistic(rcd.target_mi, wt, wt, bias=-0.5)
+    set_linear_statistic(rcd.nontarget_mi, wn, wn, bias=-1.0)
+
+    def ref(part: int, w: list[float], bias: float) -> float:
+        joint, marginal = [], []
+        for g in range(e):  # per emotion, pairs across samples: (i, g) with (i - 1, g)
+            xs = decouple_ref(teacher[:, g], list(labels[:, g]), 1.0)[part]
+            ys = decouple_ref(student[:, g], list(labels[:, g]), 1.0)[part]
+            joint += [float(np.dot(w, xs[i]) + np.dot(w, ys[i]) + bias) for i in range(b)]
+            marginal += [float(np.dot(w, xs[i]) + np.dot(w, ys[i - 1]) + bias) for i in range(b)]
+        return js_ref(joint, marginal)
+
+    parts = rcd.parts(torch.tensor(student, dtype=torch.float32), torch.tensor(teacher, dtype=torch.float32),
+                      torch.tensor(labels))
+    assert parts["target_mi"].item() == pytest.approx(ref(0, wt, -0.5), rel=1e-5)
+    assert parts["nontarget_mi"].item() == pytest.approx(ref(1, wn, -1.0), rel=1e-5)
+
+
+def test_iemocap_rcd_marginal_pairs_join_different_samples():
+    """Through CorrKD's objective on (B, 4, 2) responses: every pair the estimator treats as independent
+    holds two DIFFERENT samples' responses to the SAME emotion. Sample and emotion ids are encoded in the
+    logits (each (sample, emotion) has its own target probability) and decoded from the estimator's input."""
+    from lightning_kd.methods.corrkd import CorrKDObjective, CorrKDOutput
+
+    b, e = 6, 4
+    obj = CorrKDObjective(tasks=e, classes=2, mi_hidden=8)
+    labels = torch.randint(0, 2, (b, e), generator=torch.Generator().manual_seed(0))
+    code = torch.arange(b * e, dtype=torch.float32).reshape(b, e)
+    z_t, z_s = 0.1 * code - 1.2, -0.1 * code + 1.1  # distinct margins target - other per (sample, emotion)
+
+    def logits(z: torch.Tensor) -> torch.Tensor:  # logit of the labelled class = z, of the other = 0
+        return torch.stack([torch.where(labels == 0, z, 0.0), torch.where(labels == 1, z, 0.0)], -1)
+
+    table_t, table_s = torch.sigmoid(z_t).flatten(), torch.sigmoid(z_s).flatten()  # p_target -> b * E + e
+    calls = []
+    statistic = obj.rcd.target_mi.statistic
+    obj.rcd.target_mi.statistic = lambda x, y: calls.append((x.detach(), y.detach())) or statistic(x, y)
+    rep = torch.randn(b, 8)
+    obj(CorrKDOutput(rep, logits(z_s)), labels, CorrKDOutput(rep, logits(z_t)))
+    assert len(calls) == 2  # joint, then marginal pairs
+
+    def ids(rows: torch.Tensor, table: torch.Tensor) -> list[tuple[int, int]]:
+        hit = (rows.reshape(-1, 2)[:, :1] - table[None, :]).abs().argmin(1)
+        return [divmod(int(k), e) for k in hit]
+
+    joint_t, joint_s = ids(calls[0][0], table_t), ids(calls[0][1], table_s)
+    assert joint_t == joint_s and sorted(joint_t) == [(i, g) for i in range(b) for g in range(e)]
+    marg_t, marg_s = ids(calls[1][0], table_t), ids(calls[1][1], table_s)
+    assert sorted(marg_t) == sorted(marg_s) == sorted(joint_t)  # every response once on each side
+    for (i_t, g_t), (i_s, g_s) in zip(marg_t, marg_s):
+        assert i_t != i_s, "a marginal pair holds two responses of the same sample"
+        assert g_t == g_s, "a marginal pair mixes two emotions"
 
 
 def test_rcd_gradients_reach_student_and_estimators_not_teacher():

@@ -24,19 +24,22 @@ _RENORM_EPS = 1e-12
 
 
 class JSMutualInformation(nn.Module):
-    """Jensen-Shannon MI estimate between paired batches ``x (B, dim_x)`` and ``y (B, dim_y)``.
+    """Jensen-Shannon MI estimate between paired batches ``x (B, dim_x)`` and ``y (B, dim_y)``, or grouped
+    batches ``x (B, G, dim_x)`` and ``y (B, G, dim_y)`` (``G`` decisions per sample, e.g. IEMOCAP's four
+    emotions; one shared statistics network).
 
     ``T(x, y) = MLP([x; y])`` (Linear(dim_x + dim_y, hidden), ReLU, Linear(hidden, hidden), ReLU,
     Linear(hidden, 1)), and
 
-    ``MI = mean_i[-softplus(-T(x_i, y_i))] - mean_i[softplus(T(x_i, y_{i-1}))]``
+    ``MI = mean_{i,g}[-softplus(-T(x_ig, y_ig))] - mean_{i,g}[softplus(T(x_ig, y_{i-1,g}))]``
 
-    The marginal (product-of-marginals) pairs take ``y`` rolled by one position within the batch
-    (``torch.roll(y, 1, 0)``): our choice instead of a random shuffle, deterministic and a derangement for
-    ``B > 1`` (no sample is paired with itself). The estimate lies in ``(-inf, 0)``; independent inputs
-    give at most ``-2 log 2``. With ``B < 2`` there is no marginal pair and the estimate is 0 (still
-    connected to the graph, with zero gradient, so every parameter takes part in backward). Computed in
-    float32 with autocast disabled.
+    The marginal (product-of-marginals) pairs take ``y`` rolled by one position along the SAMPLE axis
+    (``torch.roll(y, 1, 0)``), within each group: our choice instead of a random shuffle, deterministic and
+    a derangement of the samples for ``B > 1`` (no marginal pair ever holds two parts of the same sample,
+    which would not be independent). Grouped, the estimate is the mean over groups of the per-group
+    estimates. It lies in ``(-inf, 0)``; independent inputs give at most ``-2 log 2``. With ``B < 2`` there
+    is no marginal pair and the estimate is 0 (still connected to the graph, with zero gradient, so every
+    parameter takes part in backward). Computed in float32 with autocast disabled.
 
     Args:
         dim_x, dim_y: sizes of the two inputs. hidden: width of the statistics network.
@@ -52,13 +55,14 @@ class JSMutualInformation(nn.Module):
         )
 
     def statistic(self, x: Tensor, y: Tensor) -> Tensor:
-        """``T(x_i, y_i)`` for each row: ``(B,)``."""
+        """``T(x_i, y_i)`` for each pair: ``(B,)`` (or ``(B, G)`` for grouped inputs)."""
         return self.net(torch.cat([x, y], dim=-1)).squeeze(-1)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Scalar float32 JS MI estimate (gradients reach ``x``, ``y`` and the statistics network)."""
-        if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"expected x (B, {self.dim_x}) and y (B, {self.dim_y}), got "
+        if (x.dim() not in (2, 3) or y.dim() != x.dim() or x.shape[:-1] != y.shape[:-1]
+                or x.shape[-1] != self.dim_x or y.shape[-1] != self.dim_y):
+            raise ValueError(f"expected x (B, [G,] {self.dim_x}) and y (B, [G,] {self.dim_y}), got "
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
         with torch.autocast(device_type=x.device.type, enabled=False):
             x, y = x.float(), y.float()
@@ -70,7 +74,8 @@ class JSMutualInformation(nn.Module):
 
 
 class ResponseDisentangledDistillation(nn.Module):
-    """RCD loss on ``student_logits (B, C)``, ``teacher_logits (B, C)`` and ground-truth ``labels (B,)``.
+    """RCD loss on ``student_logits (B, C)``, ``teacher_logits (B, C)`` and ground-truth ``labels (B,)``,
+    or per-decision ``(B, E, C)`` logits and ``labels (B, E)`` (IEMOCAP: E = 4 binary emotion decisions).
 
     With ``p = softmax(logits / temperature)`` on each side:
 
@@ -82,9 +87,11 @@ class ResponseDisentangledDistillation(nn.Module):
     (``target_mi``: 2 + 2 inputs; ``nontarget_mi``: (C-1) + (C-1) inputs). Teacher logits are detached.
     For ``C == 2`` the non-target distribution is the constant ``[1]`` and carries no information, so that
     term is skipped and ``nontarget_mi`` is not built (``None``): in the paper's binary MOSI/MOSEI setting
-    RCD reduces to its target part. The statistics networks are trained by the student's optimiser on this
-    same loss (see the module docstring). Estimator width and temperature are our choices (the paper gives
-    neither).
+    RCD reduces to its target part. With ``E`` decisions the parts keep their ``(B, E, .)`` shape, so the
+    estimator's marginal pairs are (sample i, decision e) with (sample i-1, the same decision e), never two
+    decisions of one sample (see :class:`JSMutualInformation`). The statistics networks are trained by the
+    student's optimiser on this same loss (see the module docstring). Estimator width and temperature are
+    our choices (the paper gives neither).
 
     Args:
         num_classes: ``C`` (>= 2). hidden: width of the statistics networks. temperature: softmax temperature.
@@ -106,24 +113,24 @@ class ResponseDisentangledDistillation(nn.Module):
         return f"num_classes={self.num_classes}, temperature={self.temperature}"
 
     def decouple(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Float32 ``b (B, 2)`` and ``p^ (B, C - 1)`` of ``logits (B, C)``."""
+        """Float32 ``b (..., 2)`` and ``p^ (..., C - 1)`` of ``logits (..., C)`` and ``labels (...)``."""
         p = torch.softmax(logits.float() / self.temperature, dim=-1)
-        y = labels.long()[:, None]  # (B, 1)
-        p_target = p.gather(1, y)  # (B, 1)
+        y = labels.long()[..., None]  # (..., 1)
+        p_target = p.gather(-1, y)  # (..., 1)
         b = torch.cat([p_target, 1.0 - p_target], dim=-1)
-        cols = torch.arange(self.num_classes - 1, device=p.device)[None, :]  # (1, C-1)
-        nontarget = p.gather(1, cols + (cols >= y).long())  # the C-1 columns != y, in class order
+        cols = torch.arange(self.num_classes - 1, device=p.device)  # (C-1,)
+        nontarget = p.gather(-1, cols + (cols >= y).long())  # the C-1 columns != y, in class order
         p_hat = nontarget / nontarget.sum(-1, keepdim=True).clamp_min(_RENORM_EPS)
         return b, p_hat
 
     def parts(self, student_logits: Tensor, teacher_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """``{"target_mi": MI(b_t, b_s), "nontarget_mi": MI(p^_t, p^_s) or 0 when C == 2}`` (float32)."""
-        expected = (student_logits.shape[0], self.num_classes)
-        if student_logits.shape != expected or teacher_logits.shape != expected:
-            raise ValueError(f"expected student and teacher logits of shape {expected}, got "
+        expected = (*student_logits.shape[:-1], self.num_classes)
+        if student_logits.dim() not in (2, 3) or student_logits.shape != expected or teacher_logits.shape != expected:
+            raise ValueError(f"expected student and teacher logits of shape (B, [E,] {self.num_classes}), got "
                              f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
-        if labels.shape != student_logits.shape[:1]:
-            raise ValueError(f"expected labels of shape ({student_logits.shape[0]},), got {tuple(labels.shape)}")
+        if labels.shape != student_logits.shape[:-1]:
+            raise ValueError(f"expected labels of shape {tuple(student_logits.shape[:-1])}, got {tuple(labels.shape)}")
         with torch.autocast(device_type=student_logits.device.type, enabled=False):
             b_s, p_s = self.decouple(student_logits, labels)
             b_t, p_t = self.decouple(teacher_logits.detach(), labels)

@@ -3,6 +3,13 @@
 The paper reports no loss weights and no margin; every weight, the margin, the MI estimator width and
 the response temperature are options (defaults 1.0 / 1.0 / 1.0, margin 1.0, 64 hidden units, T = 1),
 our choices.
+
+IEMOCAP (four binary emotion decisions per sample) departs from the paper's one-class-per-sample view in
+two places, handled explicitly: CPD's categories are the emotions as a multi-label membership (a sample
+with several emotions counts in each of their prototypes, one with none in no prototype and no CPD row;
+see :class:`~lightning_kd.distill.PrototypeDistillation`), and RCD keeps the ``(B, 4, 2)`` responses
+grouped so that its MI estimator pairs each decision with the SAME emotion of another sample (see
+:class:`~lightning_kd.distill.ResponseDisentangledDistillation`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from lightning_kd.methods.corrkd.model import CorrKDOutput
 __all__ = ["CorrKDObjective", "prototype_labels"]
 
 
-def prototype_labels(labels: Tensor) -> Tensor:
-    """Class of each sample for CPD: ``labels (B, tasks)``; one task -> its class, several binary
-    emotion tasks -> the index of the (first) present emotion (IEMOCAP samples carry one emotion)."""
-    return labels[:, 0] if labels.shape[1] == 1 else labels.argmax(1)
+def prototype_labels(labels: Tensor, classes: int = 2) -> Tensor:
+    """CPD class membership ``(B, C)`` (0/1) from ``labels (B, tasks)``: one task -> the one-hot of its
+    class (``C = classes``); several binary emotion tasks -> the emotions themselves (``C = tasks``), so a
+    sample may belong to several emotions or to none (never an argmax that invents one)."""
+    return F.one_hot(labels[:, 0].long(), classes) if labels.shape[1] == 1 else labels.long()
 
 
 class CorrKDObjective(nn.Module):
@@ -38,6 +46,7 @@ class CorrKDObjective(nn.Module):
         super().__init__()
         self.weights = {"scd": scd_weight, "cpd": cpd_weight, "rcd": rcd_weight}
         self.scd = SampleContrastiveDistillation(margin)
+        self.classes = classes
         self.cpd = PrototypeDistillation(classes if tasks == 1 else tasks)
         # responses of all tasks share one estimator pair (each emotion is the same binary decision shape)
         self.rcd = ResponseDisentangledDistillation(classes, mi_hidden, temperature)
@@ -53,8 +62,10 @@ class CorrKDObjective(nn.Module):
         total = terms["task"]
         if teacher is not None:
             terms["scd"] = self.scd(student.representation, teacher.representation)
-            terms["cpd"] = self.cpd(student.representation, teacher.representation, prototype_labels(labels))
-            terms["rcd"] = self.rcd(student.logits.flatten(0, 1), teacher.logits.flatten(0, 1), labels.flatten())
+            terms["cpd"] = self.cpd(student.representation, teacher.representation,
+                                    prototype_labels(labels, self.classes))
+            # (B, tasks, classes), not flattened: MI marginal pairs must join different samples
+            terms["rcd"] = self.rcd(student.logits, teacher.logits, labels)
             for k, w in self.weights.items():
                 total = total + w * terms[k]
         terms["loss"] = total

@@ -38,10 +38,11 @@ class CorrKD(TeacherMixin, MethodModule):
             or ``emotion`` (IEMOCAP; four binary emotion decisions, per-emotion accuracy and weighted F1).
         dim, heads, layers, kernel_size, dropout, head_dropout: :class:`CorrKDNet`.
         scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature: :class:`CorrKDObjective`.
-        lr, weight_decay: Adam. lr_scheduler: ``"none"`` (default) = plain Adam at a constant lr, as the spec
-            and HRLF (NeurIPS 2024, same authors; the source of the configs' lr / batch / epochs) state: they
-            name Adam and its lr, no schedule. ``"plateau"`` adds ReduceLROnPlateau on validation
-            cross-entropy with ``lr_factor`` / ``lr_patience`` (not part of CorrKD; kept for experiments).
+        lr, weight_decay: Adam. lr_scheduler: ``"none"`` (default) = plain Adam at a constant lr. HRLF
+            (NeurIPS 2024, same authors and setup; the source of the configs' lr / batch / epochs) reports
+            Adam with lr 1e-3 / 2e-3 / 4e-3 (MOSI / MOSEI / IEMOCAP) and no learning-rate schedule; the
+            CorrKD paper reports no optimiser settings. ``"plateau"`` adds ReduceLROnPlateau on validation
+            cross-entropy with ``lr_factor`` / ``lr_patience`` (not in either paper; kept for experiments).
         text_encoder, finetune_text: local BERT for ``text_bert`` token-id inputs.
     """
 
