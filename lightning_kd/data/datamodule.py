@@ -10,11 +10,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.seeding import run_seed
 from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
 
 SPLITS = ("train", "valid", "test")
+#: what an empty split would silently do, for the error that refuses it
+_EMPTY_SPLIT = {
+    "train": "there is nothing to train on (fit would save no checkpoint and test an untrained model)",
+    "valid": "validation (checkpoint selection, early stopping, LR schedule) needs at least one sample",
+    "test": "testing would report no metrics",
+}
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -80,9 +87,30 @@ class InMemoryDataModule(pl.LightningDataModule):
     # -- shared -------------------------------------------------------------------------------
     @property
     def splits(self) -> dict[str, SplitTensors]:
+        """All splits, read once; an empty split is refused here, for every reader (:meth:`check_splits`)."""
         if self._splits is None:
-            self._splits = self.load_splits()
+            splits = self.load_splits()
+            self.check_splits(splits)
+            self._splits = splits
         return self._splits
+
+    @property
+    def source(self) -> str:
+        """What the data comes from, for messages: the file (``path``), else the datamodule's class name."""
+        path = getattr(self, "path", None)
+        return str(path) if path else type(self).__name__
+
+    def check_splits(self, splits: dict[str, SplitTensors]) -> None:
+        """Every split present and holding at least one sample, else one :class:`DataFormatError` line."""
+        for name in SPLITS:
+            if name not in splits:
+                raise DataFormatError(f"{self.source}: {type(self).__name__}.load_splits returned no {name!r} split "
+                                      f"(got {sorted(splits)}). Fix: return all of {list(SPLITS)}.")
+            if len(splits[name]) == 0:
+                raise DataFormatError(
+                    f"{self.source}, split {name!r}: has 0 samples; {_EMPTY_SPLIT[name]}. Fix: use a file whose "
+                    f"{', '.join(map(repr, SPLITS))} splits each hold at least one sample (a generated file: "
+                    "positive sizes in `--n`).")
 
     def split(self, name: str) -> SplitTensors:
         return self.splits[name]
