@@ -40,7 +40,7 @@ LABELS = {"fusion": "(a) fusion, complete data", "fusion_missing": "(b) fusion +
           "corrkd_net_missing": "(e) CorrKD net + augmentation, no distillation"}
 # the student's augmentation (configs/corrkd/synthetic_student.yaml), reused for baseline (b)
 AUGMENT = ["--data.init_args.train_missing.min_rate", "0.0", "--data.init_args.train_missing.max_rate", "1.0",
-           "--data.init_args.train_missing.modality_prob", "0.5", "--data.init_args.train_missing.seed", "0"]
+           "--data.init_args.train_missing.modality_prob", "0.5"]
 MODEL_ORDER = ("dmd", "corrkd", "corrkd_net_missing", "fusion_missing", "fusion")  # longest first
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--test_after_fit", "false", "--data.init_args.eval_batch_size", "128"]

@@ -81,7 +81,7 @@ def _config_graph() -> dict:
 def _fit(row: str, seed: int, precision: str) -> dict[str, float]:
     name = f"{row}/s{seed}"
     cmd = [sys.executable, "-m", "lightning_kd.cli", "fit", "-c", "configs/vlsg/mfeat.yaml", "--seed_everything",
-           str(seed), "--data.init_args.seed", str(seed), "--trainer.precision", precision,
+           str(seed), "--trainer.precision", precision,
            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
            "--trainer.logger.init_args.save_dir", str(WORK), "--trainer.logger.init_args.name", name]
     if row == "pipeline_nograph":

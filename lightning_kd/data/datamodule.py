@@ -10,10 +10,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.seeding import run_seed
 from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
 
 SPLITS = ("train", "valid", "test")
+#: what an empty split would silently do, for the error that refuses it
+_EMPTY_SPLIT = {
+    "train": "there is nothing to train on (fit would save no checkpoint and test an untrained model)",
+    "valid": "validation (checkpoint selection, early stopping, LR schedule) needs at least one sample",
+    "test": "testing would report no metrics",
+}
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -26,22 +34,33 @@ class InMemoryDataModule(pl.LightningDataModule):
     ``feature_dims`` and ``seq_lens`` are read from the data and linked into the model by the CLI
     (``apply_on="instantiate"``), so configs never repeat them.
 
+    Seeds: one seed drives the run. By default the training stream (batch order and the training masks of
+    ``train_missing``) follows ``--seed_everything``, like initialisation and dropout, so "mean +- std over
+    seeds" includes the variance of the data order. Pinned on purpose: the data file itself (a generated
+    file's ``data_seed``: every seed trains on the same data set) and the evaluation condition
+    (``eval_missing.seed``, 0 by default: every seed is scored on the same masked test set).
+
     Args:
         batch_size: samples per batch for every split.
-        seed: seed of the training-set shuffling (order depends on ``(seed, epoch)`` only).
+        seed: seed of the training stream: the shuffling (order depends on ``(seed, epoch)`` only) and
+            ``train_missing`` unless that pins its own seed. ``None`` (default) = the run's seed, the value
+            ``seed_everything`` set (:func:`~lightning_kd.data.seeding.run_seed`, 0 when nothing was seeded),
+            read when the loaders are built. An int pins the stream across run seeds.
         predict_split: split used by ``predict``.
         eval_batch_size: batch size for valid/test/predict (defaults to ``batch_size``).
         train_missing: missing-modality augmentation of training batches (frame dropping and modality
             removal, :class:`~lightning_kd.data.missing.MissingAugmentation`); the complete inputs stay
-            available as ``batch.complete_inputs`` for a teacher.
+            available as ``batch.complete_inputs`` for a teacher. Its ``seed: null`` (default) takes this
+            datamodule's resolved seed.
         eval_missing: the missing-modality condition of validation, test and predict batches
-            (:class:`~lightning_kd.data.missing.MissingCondition`); ``None`` = complete data.
+            (:class:`~lightning_kd.data.missing.MissingCondition`); ``None`` = complete data. Its seed is
+            pinned (0) unless set to ``null``, which takes this datamodule's resolved seed.
     """
 
     def __init__(
         self,
         batch_size: int = 16,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
@@ -57,6 +76,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.train_missing = train_missing
         self.eval_missing = eval_missing
         self._splits: dict[str, SplitTensors] | None = None
+        # (train_missing, the same with its seed resolved at loader time)
+        self._train_augmentation: tuple[MissingAugmentation, MissingAugmentation] | None = None
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -66,9 +87,30 @@ class InMemoryDataModule(pl.LightningDataModule):
     # -- shared -------------------------------------------------------------------------------
     @property
     def splits(self) -> dict[str, SplitTensors]:
+        """All splits, read once; an empty split is refused here, for every reader (:meth:`check_splits`)."""
         if self._splits is None:
-            self._splits = self.load_splits()
+            splits = self.load_splits()
+            self.check_splits(splits)
+            self._splits = splits
         return self._splits
+
+    @property
+    def source(self) -> str:
+        """What the data comes from, for messages: the file (``path``), else the datamodule's class name."""
+        path = getattr(self, "path", None)
+        return str(path) if path else type(self).__name__
+
+    def check_splits(self, splits: dict[str, SplitTensors]) -> None:
+        """Every split present and holding at least one sample, else one :class:`DataFormatError` line."""
+        for name in SPLITS:
+            if name not in splits:
+                raise DataFormatError(f"{self.source}: {type(self).__name__}.load_splits returned no {name!r} split "
+                                      f"(got {sorted(splits)}). Fix: return all of {list(SPLITS)}.")
+            if len(splits[name]) == 0:
+                raise DataFormatError(
+                    f"{self.source}, split {name!r}: has 0 samples; {_EMPTY_SPLIT[name]}. Fix: use a file whose "
+                    f"{', '.join(map(repr, SPLITS))} splits each hold at least one sample (a generated file: "
+                    "positive sizes in `--n`).")
 
     def split(self, name: str) -> SplitTensors:
         return self.splits[name]
@@ -88,6 +130,11 @@ class InMemoryDataModule(pl.LightningDataModule):
     def ids(self, split: str) -> list[str]:
         return self.splits[split].ids
 
+    @property
+    def effective_seed(self) -> int:
+        """``seed``, or the run's seed when ``seed`` is ``None`` (read now: call it at setup/loader time)."""
+        return int(self.seed) if self.seed is not None else run_seed()
+
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits
 
@@ -98,14 +145,24 @@ class InMemoryDataModule(pl.LightningDataModule):
             return batch
         if trainer.training:
             if self.train_missing is not None:
-                return self.train_missing.apply(batch, epoch=trainer.current_epoch)
+                return self._seeded(self.train_missing).apply(batch, epoch=trainer.current_epoch)
         elif self.eval_missing is not None:
-            return self.eval_missing.apply(batch)
+            return self.eval_missing.seeded(self.effective_seed).apply(batch)
         return batch
+
+    def _seeded(self, aug: MissingAugmentation) -> MissingAugmentation:
+        """``aug`` (``train_missing``) with the seed resolved when the training loader was built (now, if not)."""
+        cached = self._train_augmentation
+        if cached is None or cached[0] is not aug:
+            cached = self._train_augmentation = (aug, aug.seeded(self.effective_seed))
+        return cached[1]
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = InMemoryDataset(self.splits[split])
-        sampler = EpochSeededSampler(len(ds), self.seed) if train else None
+        seed = self.effective_seed  # resolved once per loader: the sampler and the training masks share it
+        if train and self.train_missing is not None:
+            self._train_augmentation = (self.train_missing, self.train_missing.seeded(seed))
+        sampler = EpochSeededSampler(len(ds), seed) if train else None
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -113,7 +170,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             shuffle=False,
             collate_fn=identity_collate,
             num_workers=0,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(seed),  # never draws from the global RNG
         )
 
     def train_dataloader(self) -> DataLoader:

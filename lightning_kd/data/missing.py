@@ -20,6 +20,12 @@ lower rate (common random numbers along the rate grid, which makes robustness cu
 training run resumed from a checkpoint draws exactly the masks of an uninterrupted run (the training
 key is ``(seed, epoch)``).
 
+Seeds: training masks follow the run (``MissingAugmentation.seed = None``: the datamodule's seed, which
+is ``--seed_everything`` unless pinned), so a multi-seed table varies them like initialisation and batch
+order. Evaluation conditions are pinned on purpose (``MissingCondition.seed = 0``): they are part of the
+test protocol, and every training seed is scored on the very same masked test set; set ``seed: null``
+to let them follow the run instead.
+
 Modality letters: ``l`` = text (``text`` or ``text_bert``), ``a`` = audio, ``v`` = vision.
 """
 
@@ -31,6 +37,7 @@ import torch
 from torch import Tensor
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.seeding import run_seed
 
 __all__ = [
     "INCOMPLETE_SETTINGS",
@@ -117,12 +124,15 @@ class MissingCondition:
     Args:
         rate: probability of dropping each valid step of each available modality (0 = complete frames).
         available: letters of the available modalities (``"lav"`` = all, ``"l"`` = text only, ...).
-        seed: key of the counter-based randomness; the same seed gives the same masks.
+        seed: key of the counter-based randomness; the same seed gives the same masks. Pinned to 0 by
+            default ON PURPOSE: the evaluation condition is part of the test protocol, so runs with different
+            training seeds are scored on identical masks (the spread over seeds is the spread of training).
+            ``None`` = follow the run: the datamodule's seed (``--seed_everything`` unless pinned).
     """
 
     rate: float = 0.0
     available: str = "lav"
-    seed: int = 0
+    seed: int | None = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -133,15 +143,23 @@ class MissingCondition:
     def is_complete(self) -> bool:
         return self.rate == 0.0 and self.available == "lav"
 
+    def seeded(self, seed: int) -> MissingCondition:
+        """This condition with ``seed`` filled in when it follows the run (``self.seed is None``)."""
+        return self if self.seed is not None else replace(self, seed=int(seed))
+
     def apply(self, batch: Batch) -> Batch:
-        """The batch under this condition (a new :class:`Batch`; the input is not modified)."""
+        """The batch under this condition (a new :class:`Batch`; the input is not modified).
+
+        A condition that follows the run (``seed=None``) and was not :meth:`seeded` uses :func:`run_seed`.
+        """
         if self.is_complete:
             return batch
         b = len(batch)
         dev = next(iter(batch.inputs.values())).device
         rate = torch.full((b,), float(self.rate), device=dev)
         keep = {m: torch.full((b,), m in self.available, device=dev, dtype=torch.bool) for m in "lav"}
-        return apply_missing(batch, rate, keep, _key(self.seed, 0x0E7A1))
+        seed = self.seed if self.seed is not None else run_seed()
+        return apply_missing(batch, rate, keep, _key(seed, 0x0E7A1))
 
 
 @dataclass(frozen=True)
@@ -150,18 +168,21 @@ class MissingAugmentation:
 
     Each sample gets its own frame-drop rate ``p ~ U(min_rate, max_rate)`` and, with probability
     ``modality_prob``, one of the six incomplete modality settings (uniformly) instead of the complete
-    set. Draws depend on ``(seed, epoch, sample index)`` only, so resumed runs repeat them exactly.
+    set. Draws depend on ``(seed, epoch, sample index)`` only, so resumed runs repeat them exactly, and
+    they do not depend on the batch order or composition.
 
     Args:
         min_rate, max_rate: range of the per-sample frame-drop rate.
         modality_prob: probability that a sample loses whole modalities.
-        seed: key of the counter-based randomness (combined with the epoch).
+        seed: key of the counter-based randomness (combined with the epoch). ``None`` (default) = follow
+            the run: the datamodule passes its seed down (``--seed_everything`` unless the datamodule's
+            ``seed`` pins it), so each training seed sees other masks. An int pins the masks across seeds.
     """
 
     min_rate: float = 0.0
     max_rate: float = 0.0
     modality_prob: float = 0.0
-    seed: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_rate <= self.max_rate <= 1.0:
@@ -173,13 +194,20 @@ class MissingAugmentation:
     def is_identity(self) -> bool:
         return self.max_rate == 0.0 and self.modality_prob == 0.0
 
+    def seeded(self, seed: int) -> MissingAugmentation:
+        """This augmentation with ``seed`` filled in when it follows the run (``self.seed is None``)."""
+        return self if self.seed is not None else replace(self, seed=int(seed))
+
     def apply(self, batch: Batch, epoch: int) -> Batch:
-        """The augmented batch; ``batch.complete()`` gives the unmodified batch (for a teacher)."""
+        """The augmented batch; ``batch.complete()`` gives the unmodified batch (for a teacher).
+
+        An augmentation that follows the run (``seed=None``) and was not :meth:`seeded` uses :func:`run_seed`.
+        """
         if self.is_identity:
             return batch
         if batch.index is None:
             raise ValueError("missing-modality augmentation needs batch.index (sample indices)")
-        key = _key(self.seed, epoch, 0xA06)
+        key = _key(self.seed if self.seed is not None else run_seed(), epoch, 0xA06)
         u = hash_uniform(key, _STREAM["rate"], batch.index)[:, 0]
         rate = self.min_rate + (self.max_rate - self.min_rate) * u
         pick = hash_uniform(key, _STREAM["subset"], batch.index, 2)

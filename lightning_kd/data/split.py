@@ -1,14 +1,29 @@
-"""A whole data split held in memory as tensors, sliced a batch at a time."""
+"""A whole data split held in memory as tensors, sliced a batch at a time; memory checks before building one."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.errors import DataFormatError
+
+__all__ = [
+    "EpochSeededSampler",
+    "InMemoryDataset",
+    "SplitTensors",
+    "available_memory",
+    "check_allocation",
+    "check_mask_allocation",
+    "identity_collate",
+]
 
 
 @dataclass
@@ -77,3 +92,91 @@ class EpochSeededSampler(Sampler[int]):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+# -- memory checks before an allocation whose size a file decides ---------------------------------------------
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under a cgroup-v2 (container) memory limit, or None without one."""
+    try:
+        limit = (_CGROUP / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((_CGROUP / "memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable``, within a container's limit); ``None`` when unknown.
+
+    Read from ``/proc/meminfo`` and ``/sys/fs/cgroup`` (``os.sysconf`` elsewhere): psutil is not a dependency.
+    """
+    known = [b for b in (_meminfo_available(), _cgroup_headroom()) if b is not None]
+    return min(known) if known else None
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+def check_allocation(nbytes: int, what: str, file: str | Path | None = None, fix: str | None = None) -> None:
+    """Refuse, with one line, to allocate ``nbytes`` for ``what`` when that exceeds the memory available now.
+
+    Call it before building anything whose size comes from a file (a padded length, a sample count), so an
+    absurd value stops with a message naming the key instead of a multi-GB allocation or the OOM killer.
+
+    Args:
+        nbytes: bytes about to be allocated.
+        what: what they are for, naming the key (``"split 'train', key 'audio': step masks of 8 x 10**9 steps"``).
+        file: the file that asks for it (named first in the message).
+        fix: the fix; default: the file's shape is damaged or it is not this format.
+
+    Raises:
+        DataFormatError: ``nbytes`` > :func:`available_memory`. Nothing is checked when that is unknown.
+    """
+    avail = available_memory()
+    if avail is None or nbytes <= avail:
+        return
+    fix = fix or ("a size in the file is damaged or the file is not of this format: check the shape of that key "
+                  "and re-create the file (or free memory if the size is real)")
+    where = f"{file}, " if file is not None else ""
+    raise DataFormatError(f"{where}{what} would need {_gb(nbytes)}, more than the {_gb(avail)} of memory available. "
+                          f"Fix: {fix}.")
+
+
+def _steps(key: str, arr: np.ndarray | Tensor) -> int:
+    """Steps axis of a stored sequence: (N, 3, L) token ids ``text_bert``, else (N, L, D)."""
+    return int(arr.shape[-1] if key == "text_bert" else arr.shape[1])
+
+
+def check_mask_allocation(path: str | Path, split: str, inputs: Mapping[str, np.ndarray | Tensor]) -> None:
+    """Check, before a reader builds the (N, L) bool step masks of ``inputs``, that they fit in memory.
+
+    A feature array of shape (N, L, 0) holds no bytes whatever its length L, so a small file can claim
+    10**9 steps; its masks (and the ``arange(L)`` they are built from) would not. The key with the largest
+    masks is named.
+    """
+    need = {k: int(a.shape[0]) * _steps(k, a) + 8 * _steps(k, a) for k, a in inputs.items() if a.ndim >= 2}
+    if not need:
+        return
+    key = max(need, key=need.get)
+    a = inputs[key]
+    check_allocation(sum(need.values()), f"split {split!r}, key {key!r}: the step masks of {int(a.shape[0])} samples "
+                     f"x {_steps(key, a)} steps (shape {tuple(a.shape)})", path)

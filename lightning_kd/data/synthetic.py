@@ -220,7 +220,7 @@ class SyntheticMMSADataModule(GeneratedOnFirstUse, MMSADataModule):
         text: Literal["features", "bert_ids"] = "features",
         label_range: float = 3.0,
         batch_size: int = 16,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,

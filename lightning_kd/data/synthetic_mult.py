@@ -206,7 +206,7 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
         task: Task = "auto",
         label_range: float = 3.0,
         batch_size: int = 32,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,

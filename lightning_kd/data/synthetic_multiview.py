@@ -117,7 +117,7 @@ class SyntheticMultiViewDataModule(GeneratedOnFirstUse, MultiViewDataModule):
         data_seed: int = 0,
         noise: float = 1.0,
         batch_size: int = 256,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,

@@ -91,7 +91,7 @@ class DigitsCLIPDataModule(MultiViewDataModule):
         encode_device: str = "auto",
         n_samples: int | None = None,
         batch_size: int = 256,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,
@@ -155,7 +155,7 @@ class DigitsCLIPDataModule(MultiViewDataModule):
             elif v == "text":
                 x = text_semantics(emb["image"], emb["nouns"], temperature=self.text_temperature,
                                    keep_per_centre=self.keep_per_centre, samples_per_centre=self.samples_per_centre,
-                                   seed=self.seed)
+                                   seed=self.effective_seed)
             else:
                 x = images.reshape(len(images), -1)
             out.append(np.ascontiguousarray(x, dtype=np.float32))

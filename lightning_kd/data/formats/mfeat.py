@@ -85,7 +85,7 @@ class MfeatDataModule(MultiViewDataModule):
         path: str | None = None,
         views: list[str] = list(MFEAT_DIMS),  # noqa: B006 - read only
         batch_size: int = 256,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,

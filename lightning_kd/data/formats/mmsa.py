@@ -24,7 +24,7 @@ from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.formats.common import float_array, format_error, load_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, check_mask_allocation
 
 __all__ = ["MMSADataModule", "read_mmsa"]
 
@@ -157,6 +157,7 @@ def _read_split(
         raise _err(path, f"has {counts[odd]} samples where the other keys have {common}; every key of a split "
                    f"must have the same N (counts: {counts})", split, odd)
 
+    check_mask_allocation(path, split, inputs)  # before the (N, L) masks: L comes from the file
     # masks
     text_len = inputs[text_key].shape[2] if text == "bert_ids" else inputs["text"].shape[1]
     if tb_mask is not None and tb_mask.shape[1] != text_len:
@@ -266,7 +267,7 @@ class MMSADataModule(InMemoryDataModule):
         text: Literal["features", "bert_ids"] = "features",
         label_range: float = 3.0,
         batch_size: int = 16,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,

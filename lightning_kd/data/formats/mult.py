@@ -27,7 +27,7 @@ from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.formats.common import float_array, format_error, load_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, check_mask_allocation
 from lightning_kd.metrics.classification import EMOTIONS  # IEMOCAP order of the labels' axis 1 (MulT)
 
 __all__ = ["EMOTIONS", "MulTDataModule", "read_mult"]
@@ -156,6 +156,7 @@ def _read_split(path: Path, split: str, d: Any, task: Task, label_range: float) 
         raise _err(path, f"has {counts[odd]} samples where the other keys have {common}; every key of a split must "
                    f"have the same N (counts: {counts})", split, odd)
 
+    check_mask_allocation(path, split, inputs)  # before the (N, L) masks: L comes from the file
     masks: dict[str, np.ndarray] = {}
     for m, arr in inputs.items():
         masks[m], bad = _scan(arr)
@@ -238,7 +239,7 @@ class MulTDataModule(InMemoryDataModule):
         task: Task = "auto",
         label_range: float = 3.0,
         batch_size: int = 32,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,

@@ -186,7 +186,7 @@ class MultiViewDataModule(InMemoryDataModule):
         self,
         path: str | None = None,
         batch_size: int = 256,
-        seed: int = 0,
+        seed: int | None = None,
         predict_split: str = "test",
         eval_batch_size: int | None = None,
         standardize: bool = True,
