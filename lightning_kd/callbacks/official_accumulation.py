@@ -37,7 +37,7 @@ class SummedAccumulationClipping(Callback):
     the official summed, repeatedly clipped gradient (equal up to float rounding). With
     ``drop_last_partial`` a group shorter than ``N`` (the end of an epoch) has its gradient discarded:
     every gradient is set to ``None``, so Adam changes neither the weights nor its state (Lightning's
-    ``global_step`` still counts that call). Under DDP each rank clips its own running sum; on the step
+    ``global_step`` still counts that call, so ``max_steps`` / ``log_every_n_steps`` count it too). Under DDP each rank clips its own running sum; on the step
     batch the all-reduce averages the ranks' sums before the last clip.
 
     Do not also set ``trainer.gradient_clip_val`` (it would clip a second time); fp16 with a gradient
@@ -62,6 +62,7 @@ class SummedAccumulationClipping(Callback):
         """Zero the clipping counters (entries clipped / seen, over every clip and over the last clip of
         each step), and the step / dropped-group counts."""
         self._stats: dict[str, Any] = {"clipped_all": 0, "seen_all": 0, "clipped_step": 0, "seen_step": 0}
+        self._last: tuple[Any, int] = (0, 0)  # (clipped, seen) of the latest clip
         self.steps = 0
         self.dropped = 0
 
@@ -124,9 +125,8 @@ class SummedAccumulationClipping(Callback):
             self.dropped += 1
             return
         self.steps += 1
-        if hasattr(self, "_last"):
-            self._stats["clipped_step"] = self._stats["clipped_step"] + self._last[0]
-            self._stats["seen_step"] += self._last[1]
+        self._stats["clipped_step"] = self._stats["clipped_step"] + self._last[0]
+        self._stats["seen_step"] += self._last[1]
         if n > 1:
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             torch._foreach_mul_(grads, float(n))
