@@ -32,6 +32,7 @@ def _args(data: Path, tmp_path: Path) -> list[str]:
             "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
 
 
+@pytest.mark.slow
 def test_bert_config_fine_tunes_the_local_bert(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
     bert = _tiny_bert(tmp_path / "bert")
     main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.text_encoder", str(bert),
