@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.nn.mult import MulTEncoder, fast_dropout
 
 __all__ = ["DMDNet", "DMDOutput", "MODALITIES"]
@@ -130,6 +131,9 @@ class DMDNet(nn.Module):
             self.text_key = "text_bert"
             text_dim = self.text_model.hidden_size
         else:
+            if "text" not in feature_dims and "text_bert" in feature_dims:
+                raise ConfigError("the data gives BERT token ids (text: bert_ids) but no text encoder is set: set "
+                                  "--model.init_args.text_encoder to a local BERT directory, or use text: features")
             self.text_key = "text"
             text_dim = _lookup(feature_dims, "text", "feature_dims")
         dims = {"text": text_dim, "audio": _lookup(feature_dims, "audio", "feature_dims"),
