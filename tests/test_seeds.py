@@ -112,7 +112,8 @@ def test_unpinned_conditions_applied_directly_use_the_run_seed(monkeypatch: pyte
     monkeypatch.setenv(SEED_ENV, "4")
     assert_batches_equal(MissingAugmentation(**AUG).apply(batch, epoch=1),
                          MissingAugmentation(**AUG, seed=4).apply(batch, epoch=1))
-    assert_batches_equal(MissingCondition(0.5, "la", seed=None).apply(batch), MissingCondition(0.5, "la", seed=4).apply(batch))
+    assert_batches_equal(MissingCondition(0.5, "la", seed=None).apply(batch),
+                         MissingCondition(0.5, "la", seed=4).apply(batch))
     monkeypatch.setenv(SEED_ENV, "5")
     assert not torch.equal(MissingAugmentation(**AUG).apply(batch, epoch=1).inputs["audio"],
                            MissingAugmentation(**AUG, seed=4).apply(batch, epoch=1).inputs["audio"])
