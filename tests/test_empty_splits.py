@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.cli import main
 from lightning_kd.data import MMSADataModule, MulTDataModule
 from lightning_kd.data import split as split_module
-from lightning_kd.data.datamodule import SPLITS
-from lightning_kd.data.split import check_allocation, check_mask_allocation
+from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
+from lightning_kd.data.split import SplitTensors, check_allocation, check_mask_allocation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,13 +69,8 @@ def test_every_reader_refuses_an_empty_split(empty: str, tiny_mult_iemocap: Path
 
 
 def test_the_shared_base_refuses_a_missing_split() -> None:
-    from lightning_kd.data.datamodule import InMemoryDataModule
-
     class NoTest(InMemoryDataModule):
-        def load_splits(self):
-            from lightning_kd.data.split import SplitTensors
-            import torch
-
+        def load_splits(self) -> dict[str, SplitTensors]:
             s = SplitTensors(inputs={"x": torch.zeros(2, 3, 1)}, masks={}, target=torch.zeros(2), ids=["a", "b"])
             return {"train": s, "valid": s}
 

@@ -105,6 +105,20 @@ def test_defaults_follow_the_run_and_evaluation_is_pinned() -> None:
     assert MissingCondition(seed=0).seeded(9).seed == 0
 
 
+def test_unpinned_conditions_applied_directly_use_the_run_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_missing import assert_batches_equal, make_batch
+
+    batch = make_batch(64)
+    monkeypatch.setenv(SEED_ENV, "4")
+    assert_batches_equal(MissingAugmentation(**AUG).apply(batch, epoch=1),
+                         MissingAugmentation(**AUG, seed=4).apply(batch, epoch=1))
+    assert_batches_equal(MissingCondition(0.5, "la", seed=None).apply(batch),
+                         MissingCondition(0.5, "la", seed=4).apply(batch))
+    monkeypatch.setenv(SEED_ENV, "5")
+    assert not torch.equal(MissingAugmentation(**AUG).apply(batch, epoch=1).inputs["audio"],
+                           MissingAugmentation(**AUG, seed=4).apply(batch, epoch=1).inputs["audio"])
+
+
 # -- fits ------------------------------------------------------------------------------------------------
 def test_other_run_seed_other_batch_order_and_other_training_masks(tiny_mmsa_aligned: Path) -> None:
     a = fit(dm_for(tiny_mmsa_aligned), 1)

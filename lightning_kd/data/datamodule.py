@@ -32,7 +32,8 @@ class InMemoryDataModule(pl.LightningDataModule):
     is already in memory, workers would only copy it).
 
     ``feature_dims`` and ``seq_lens`` are read from the data and linked into the model by the CLI
-    (``apply_on="instantiate"``), so configs never repeat them.
+    (``apply_on="instantiate"``), so configs never repeat them. Reading them reads the data, so a file
+    with a missing or empty split stops (:meth:`check_splits`, one line) before the model is built.
 
     Seeds: one seed drives the run. By default the training stream (batch order and the training masks of
     ``train_missing``) follows ``--seed_everything``, like initialisation and dropout, so "mean +- std over

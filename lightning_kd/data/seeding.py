@@ -24,4 +24,4 @@ def run_seed(default: int = 0) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{SEED_ENV}={value!r} is not an integer seed; unset it or call seed_everything(INT)") from None
+        raise ValueError(f"{SEED_ENV}={value!r} is not an integer seed; unset it or seed_everything(INT)") from None
