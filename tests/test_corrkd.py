@@ -29,9 +29,10 @@ CONFIGS = ROOT / "configs/corrkd"
 TEACHER_YAML, STUDENT_YAML = str(CONFIGS / "synthetic_teacher.yaml"), str(CONFIGS / "synthetic_student.yaml")
 METHOD = "lightning_kd.methods.corrkd.module.CorrKD"
 DIMS = {"text": 32, "audio": 5, "vision": 7}
+TINY_NET = {"dim": 8, "heads": 2, "layers": 1}
 #: overrides that make any CorrKD config tiny and quiet
-TINY = ["--model.init_args.dim", "8", "--model.init_args.heads", "2", "--model.init_args.layers", "1",
-        "--model.init_args.mi_hidden", "8", "--data.init_args.batch_size", "8",
+TINY = ["--model.init_args.net.dim", "8", "--model.init_args.net.heads", "2", "--model.init_args.net.layers", "1",
+        "--model.init_args.loss.mi_hidden", "8", "--data.init_args.batch_size", "8",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -77,7 +78,7 @@ def inputs(b: int = 5, steps: int = 9, seed: int = 0) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("task, tasks", [("binary_sentiment", 1), ("emotion", 4)])
 def test_net_output_shapes(task: str, tasks: int) -> None:
-    model = CorrKD(DIMS, task=task, dim=8, heads=2, layers=1)
+    model = CorrKD(DIMS, task=task, net=TINY_NET)
     x, m = inputs()
     out = model.net(x, m)
     assert isinstance(out, CorrKDOutput)
@@ -112,9 +113,9 @@ def test_pooling_ignores_padding_and_removed_modalities() -> None:
 
 
 def test_class_labels() -> None:
-    model = CorrKD(DIMS, dim=8, heads=2, layers=1)
+    model = CorrKD(DIMS, net=TINY_NET)
     assert model.class_labels(torch.tensor([-1.2, 0.0, 2.0])).tolist() == [[0], [1], [1]]
-    emo = CorrKD(DIMS, task="emotion", dim=8, heads=2, layers=1)
+    emo = CorrKD(DIMS, task="emotion", net=TINY_NET)
     y = torch.tensor([[1, 0, 0, 0], [0, 0, 1, 0]])
     assert torch.equal(emo.class_labels(y), y)
 
@@ -199,10 +200,10 @@ def test_roles_and_options_are_checked() -> None:
         CorrKD(DIMS, role="teacher", teacher_ckpt="teacher.ckpt").setup("fit")
     with pytest.raises(ValueError, match="task"):
         CorrKD(DIMS, task="regression")
-    teacher = CorrKD(DIMS, dim=8, heads=2, layers=1)
+    teacher = CorrKD(DIMS, net=TINY_NET)
     assert not any(p.requires_grad for p in teacher.objective.rcd.parameters())  # unused without a teacher
     # a student names its teacher but loads it only when fitting starts
-    student = CorrKD(DIMS, role="student", teacher_ckpt="/nowhere/teacher.ckpt", dim=8, heads=2, layers=1)
+    student = CorrKD(DIMS, role="student", teacher_ckpt="/nowhere/teacher.ckpt", net=TINY_NET)
     assert not student.has_teacher and all(p.requires_grad for p in student.parameters())
 
 

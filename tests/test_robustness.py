@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 RATES = [0.0, 0.5, 1.0]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: a CorrKD run small enough for a test (the synthetic configs with generated MMSA data)
-CORRKD_TINY = ["--model.init_args.dim", "8", "--model.init_args.heads", "2", "--model.init_args.layers", "1",
-               "--model.init_args.mi_hidden", "8", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "8",
+CORRKD_TINY = ["--model.init_args.net.dim", "8", "--model.init_args.net.heads", "2", "--model.init_args.net.layers", "1",
+               "--model.init_args.loss.mi_hidden", "8", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "8",
                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 

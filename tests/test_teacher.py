@@ -29,7 +29,7 @@ from lightning_kd.methods.fusion import FusionBaseline
 
 FUSION = "lightning_kd.methods.fusion.module.FusionBaseline"
 OPTION = "model.init_args.teacher_ckpt"
-TINY = {"hidden": 8, "heads": 2, "layers": 1}
+TINY = {"net": {"hidden": 8, "heads": 2, "layers": 1}}
 
 
 class TinyStudent(TeacherMixin, FusionBaseline):
