@@ -93,3 +93,20 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def resolved_config(*args: str) -> dict:
+    """The complete config the CLI resolves for ``fit *args`` (composed files, overrides), as `--print_config`
+    prints it."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from lightning_kd.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+        main(["fit", *args, "--print_config"])
+    assert exc.value.code in (0, None), out.getvalue()[-2000:]
+    return yaml.safe_load(out.getvalue())

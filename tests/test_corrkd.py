@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import lightning_kd.cli as cli_module
-from conftest import ROOT, TINY_MODEL_ARGS
+from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
 from lightning_kd.cli import build_cli, main
 from lightning_kd.methods.base import ConfigError
 from lightning_kd.methods.corrkd import CorrKD, CorrKDNet, CorrKDObjective, CorrKDOutput
@@ -282,8 +282,8 @@ def foreign_ckpts(tiny_mmsa_aligned: Path, tmp_path_factory: pytest.TempPathFact
     """1-epoch tiny DMD and fusion-baseline checkpoints (not CorrKD)."""
     save = tmp_path_factory.mktemp("foreign")
     out = {}
-    for name, extra in (("dmd", []), ("fusion", ["-c", str(ROOT / "configs/fusion/mosi_aligned.yaml")])):
-        main(["fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"), *extra, "--data.init_args.path",
+    for name in ("dmd", "fusion"):
+        main(["fit", "-c", str(ROOT / f"configs/{name}/mosi_aligned.yaml"), "--data.init_args.path",
               str(tiny_mmsa_aligned), *TINY_MODEL_ARGS, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
               "--trainer.limit_val_batches=1", "--test_after_fit=false",
               "--trainer.logger.init_args.save_dir", str(save)])
@@ -311,10 +311,9 @@ def test_student_refuses_a_teacher_of_another_method(kind: str, method: str, for
 @pytest.mark.parametrize("name", ["synthetic", "mosi", "mosei", "iemocap"])
 def test_teacher_and_student_configs_agree(name: str) -> None:
     """The two stages of a data set share architecture, task and data; only the student drops modalities.
-    Both build at their full size (e.g. dim divisible by heads)."""
-    import yaml
-
-    teacher, student = (yaml.safe_load((CONFIGS / f"{name}_{r}.yaml").read_text()) for r in ("teacher", "student"))
+    Both build at their full size (e.g. dim divisible by heads). Compared as the CLI resolves them (the student
+    config builds on the teacher's)."""
+    teacher, student = (resolved_config("-c", str(CONFIGS / f"{name}_{r}.yaml")) for r in ("teacher", "student"))
     t_model, s_model = teacher["model"]["init_args"], student["model"]["init_args"]
     assert teacher["model"]["class_path"] == student["model"]["class_path"] == "lightning_kd.methods.corrkd.CorrKD"
     assert t_model["role"] == "teacher" and s_model["role"] == "student" and s_model["teacher_ckpt"] is None
@@ -323,12 +322,15 @@ def test_teacher_and_student_configs_agree(name: str) -> None:
             assert s_model[k] == v, k
     t_data, s_data = teacher["data"], student["data"]
     assert t_data["class_path"] == s_data["class_path"]
-    assert "train_missing" not in t_data["init_args"] and s_data["init_args"].pop("train_missing")["max_rate"] > 0
+    assert t_data["init_args"].pop("train_missing") is None and s_data["init_args"].pop("train_missing")["max_rate"] > 0
     assert t_data["init_args"] == s_data["init_args"]
     assert teacher["seed_everything"] == student["seed_everything"]
+    assert teacher["trainer"]["max_epochs"] == student["trainer"]["max_epochs"]
     assert t_model["task"] == ("emotion" if name == "iemocap" else "binary_sentiment")
-    CorrKD(DIMS, **t_model)
-    CorrKD(DIMS, **{**s_model, "teacher_ckpt": "teacher.ckpt"})
+    dims = {k: v for k, v in t_model.items() if k not in ("feature_dims", "seq_lens")}
+    CorrKD(DIMS, **dims)
+    CorrKD(DIMS, **{**{k: v for k, v in s_model.items() if k not in ("feature_dims", "seq_lens")},
+                    "teacher_ckpt": "teacher.ckpt"})
 
 
 @pytest.mark.parametrize("name", ["synthetic", "mosi", "mosei", "iemocap"])

@@ -36,8 +36,7 @@ def same(a: float, b: float, rel: float = 1e-5) -> bool:
 def fusion_run(tiny_mmsa_aligned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny fusion baseline trained 1 epoch through the CLI (tested after fit); returns its run directory."""
     save = tmp_path_factory.mktemp("robust_fusion")
-    main(["fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"),
-          "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
+    main(["fit", "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
           *TINY_MODEL_ARGS, "--trainer.logger.init_args.save_dir", str(save), "--trainer.max_epochs=1",
           "--test_after_fit=true"])
     return save / "fusion/mosi_aligned/version_0"
