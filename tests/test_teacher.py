@@ -264,7 +264,7 @@ import torch
 from test_teacher import TinyStudent, datamodule, trainer
 
 dm = datamodule({data!r})
-s = TinyStudent(dm.feature_dims, dm.seq_lens, hidden=8, heads=2, layers=1, lr=1e-3, teacher_ckpt={teacher!r})
+s = TinyStudent(dm.feature_dims, dm.seq_lens, net={{"hidden": 8, "heads": 2, "layers": 1}}, lr=1e-3, teacher_ckpt={teacher!r})
 wrapped = {{}}
 
 
