@@ -53,7 +53,7 @@ def _fit_args(model: str, seed: int, epochs: dict[str, int]) -> list[list[str]]:
     common = ["--seed_everything", str(seed), *QUIET]
     if model in ("fusion", "fusion_missing"):
         extra = AUGMENT if model == "fusion_missing" else []
-        return [["-c", "configs/dmd/synthetic.yaml", "-c", "configs/fusion/synthetic.yaml", *common, *extra,
+        return [["-c", "configs/fusion/synthetic.yaml", *common, *extra,
                  "--trainer.max_epochs", str(epochs["fusion"]), *log(model)]]
     if model == "corrkd_net_missing":
         return [["-c", "configs/corrkd/synthetic_teacher.yaml", *common, *AUGMENT, "--trainer.max_epochs",

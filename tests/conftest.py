@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: overrides that make any DMD/fusion config tiny and quiet (hidden 8, 1 layer, no accumulation)
 TINY_MODEL_ARGS = [
-    "--model.init_args.hidden=8", "--model.init_args.heads=2", "--model.init_args.layers=1",
+    "--model.init_args.net.hidden=8", "--model.init_args.net.heads=2", "--model.init_args.net.layers=1",
     "--trainer.accumulate_grad_batches=1", "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false", "--model.init_args.lr=1e-3",
 ]
@@ -93,3 +93,20 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def resolved_config(*args: str) -> dict:
+    """The complete config the CLI resolves for ``fit *args`` (composed files, overrides), as `--print_config`
+    prints it."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from lightning_kd.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+        main(["fit", *args, "--print_config"])
+    assert exc.value.code in (0, None), out.getvalue()[-2000:]
+    return yaml.safe_load(out.getvalue())

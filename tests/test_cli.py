@@ -72,9 +72,9 @@ def test_resume_from_last_checkpoint_matches_uninterrupted(tiny_mmsa_aligned: Pa
     assert any(not torch.equal(mid[k], a["state_dict"][k]) for k in mid if mid[k].is_floating_point())
 
 
-def test_fusion_baseline_config_layers_on_dmd_protocol(tiny_run_args: list[str], tmp_path: Path) -> None:
-    main(["fit", *tiny_run_args, "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), *TINY_MODEL_ARGS,
-          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.max_epochs=1",
+def test_fusion_baseline_config_builds_on_dmd_protocol(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
+    main(["fit", "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
+          *TINY_MODEL_ARGS, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.max_epochs=1",
           "--test_after_fit=true"])
     d = _run_dir(tmp_path, 0, "fusion/mosi_aligned")
     ck = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
@@ -138,7 +138,8 @@ def test_wandb_sweep_command_drives_the_cli(tiny_mmsa_aligned: Path, tmp_path: P
     with pytest.raises(SystemExit):
         main(argv + ["--data.init_args.path", str(tiny_mmsa_aligned), "--print_config"])
     out = yaml.safe_load(capsys.readouterr().out)
-    assert out["model"]["init_args"]["gd_weight"] == sweep["parameters"]["model.init_args.gd_weight"]["values"][0]
+    gd_weight = sweep["parameters"]["model.init_args.loss.gd_weight"]["values"][0]
+    assert out["model"]["init_args"]["loss"]["gd_weight"] == gd_weight
     assert out["trainer"]["logger"]["class_path"].endswith("WandbLogger")
 
 

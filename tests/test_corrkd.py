@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import lightning_kd.cli as cli_module
-from conftest import ROOT, TINY_MODEL_ARGS
+from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
 from lightning_kd.cli import build_cli, main
 from lightning_kd.methods.base import ConfigError
 from lightning_kd.methods.corrkd import CorrKD, CorrKDNet, CorrKDObjective, CorrKDOutput
@@ -29,9 +29,10 @@ CONFIGS = ROOT / "configs/corrkd"
 TEACHER_YAML, STUDENT_YAML = str(CONFIGS / "synthetic_teacher.yaml"), str(CONFIGS / "synthetic_student.yaml")
 METHOD = "lightning_kd.methods.corrkd.module.CorrKD"
 DIMS = {"text": 32, "audio": 5, "vision": 7}
+TINY_NET = {"dim": 8, "heads": 2, "layers": 1}
 #: overrides that make any CorrKD config tiny and quiet
-TINY = ["--model.init_args.dim", "8", "--model.init_args.heads", "2", "--model.init_args.layers", "1",
-        "--model.init_args.mi_hidden", "8", "--data.init_args.batch_size", "8",
+TINY = ["--model.init_args.net.dim", "8", "--model.init_args.net.heads", "2", "--model.init_args.net.layers", "1",
+        "--model.init_args.loss.mi_hidden", "8", "--data.init_args.batch_size", "8",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -77,7 +78,7 @@ def inputs(b: int = 5, steps: int = 9, seed: int = 0) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("task, tasks", [("binary_sentiment", 1), ("emotion", 4)])
 def test_net_output_shapes(task: str, tasks: int) -> None:
-    model = CorrKD(DIMS, task=task, dim=8, heads=2, layers=1)
+    model = CorrKD(DIMS, task=task, net=TINY_NET)
     x, m = inputs()
     out = model.net(x, m)
     assert isinstance(out, CorrKDOutput)
@@ -112,9 +113,9 @@ def test_pooling_ignores_padding_and_removed_modalities() -> None:
 
 
 def test_class_labels() -> None:
-    model = CorrKD(DIMS, dim=8, heads=2, layers=1)
+    model = CorrKD(DIMS, net=TINY_NET)
     assert model.class_labels(torch.tensor([-1.2, 0.0, 2.0])).tolist() == [[0], [1], [1]]
-    emo = CorrKD(DIMS, task="emotion", dim=8, heads=2, layers=1)
+    emo = CorrKD(DIMS, task="emotion", net=TINY_NET)
     y = torch.tensor([[1, 0, 0, 0], [0, 0, 1, 0]])
     assert torch.equal(emo.class_labels(y), y)
 
@@ -199,10 +200,10 @@ def test_roles_and_options_are_checked() -> None:
         CorrKD(DIMS, role="teacher", teacher_ckpt="teacher.ckpt").setup("fit")
     with pytest.raises(ValueError, match="task"):
         CorrKD(DIMS, task="regression")
-    teacher = CorrKD(DIMS, dim=8, heads=2, layers=1)
+    teacher = CorrKD(DIMS, net=TINY_NET)
     assert not any(p.requires_grad for p in teacher.objective.rcd.parameters())  # unused without a teacher
     # a student names its teacher but loads it only when fitting starts
-    student = CorrKD(DIMS, role="student", teacher_ckpt="/nowhere/teacher.ckpt", dim=8, heads=2, layers=1)
+    student = CorrKD(DIMS, role="student", teacher_ckpt="/nowhere/teacher.ckpt", net=TINY_NET)
     assert not student.has_teacher and all(p.requires_grad for p in student.parameters())
 
 
@@ -281,8 +282,8 @@ def foreign_ckpts(tiny_mmsa_aligned: Path, tmp_path_factory: pytest.TempPathFact
     """1-epoch tiny DMD and fusion-baseline checkpoints (not CorrKD)."""
     save = tmp_path_factory.mktemp("foreign")
     out = {}
-    for name, extra in (("dmd", []), ("fusion", ["-c", str(ROOT / "configs/fusion/mosi_aligned.yaml")])):
-        main(["fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"), *extra, "--data.init_args.path",
+    for name in ("dmd", "fusion"):
+        main(["fit", "-c", str(ROOT / f"configs/{name}/mosi_aligned.yaml"), "--data.init_args.path",
               str(tiny_mmsa_aligned), *TINY_MODEL_ARGS, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
               "--trainer.limit_val_batches=1", "--test_after_fit=false",
               "--trainer.logger.init_args.save_dir", str(save)])
@@ -310,10 +311,9 @@ def test_student_refuses_a_teacher_of_another_method(kind: str, method: str, for
 @pytest.mark.parametrize("name", ["synthetic", "mosi", "mosei", "iemocap"])
 def test_teacher_and_student_configs_agree(name: str) -> None:
     """The two stages of a data set share architecture, task and data; only the student drops modalities.
-    Both build at their full size (e.g. dim divisible by heads)."""
-    import yaml
-
-    teacher, student = (yaml.safe_load((CONFIGS / f"{name}_{r}.yaml").read_text()) for r in ("teacher", "student"))
+    Both build at their full size (e.g. dim divisible by heads). Compared as the CLI resolves them (the student
+    config builds on the teacher's)."""
+    teacher, student = (resolved_config("-c", str(CONFIGS / f"{name}_{r}.yaml")) for r in ("teacher", "student"))
     t_model, s_model = teacher["model"]["init_args"], student["model"]["init_args"]
     assert teacher["model"]["class_path"] == student["model"]["class_path"] == "lightning_kd.methods.corrkd.CorrKD"
     assert t_model["role"] == "teacher" and s_model["role"] == "student" and s_model["teacher_ckpt"] is None
@@ -322,12 +322,15 @@ def test_teacher_and_student_configs_agree(name: str) -> None:
             assert s_model[k] == v, k
     t_data, s_data = teacher["data"], student["data"]
     assert t_data["class_path"] == s_data["class_path"]
-    assert "train_missing" not in t_data["init_args"] and s_data["init_args"].pop("train_missing")["max_rate"] > 0
+    assert t_data["init_args"].pop("train_missing") is None and s_data["init_args"].pop("train_missing")["max_rate"] > 0
     assert t_data["init_args"] == s_data["init_args"]
     assert teacher["seed_everything"] == student["seed_everything"]
+    assert teacher["trainer"]["max_epochs"] == student["trainer"]["max_epochs"]
     assert t_model["task"] == ("emotion" if name == "iemocap" else "binary_sentiment")
-    CorrKD(DIMS, **t_model)
-    CorrKD(DIMS, **{**s_model, "teacher_ckpt": "teacher.ckpt"})
+    dims = {k: v for k, v in t_model.items() if k not in ("feature_dims", "seq_lens")}
+    CorrKD(DIMS, **dims)
+    CorrKD(DIMS, **{**{k: v for k, v in s_model.items() if k not in ("feature_dims", "seq_lens")},
+                    "teacher_ckpt": "teacher.ckpt"})
 
 
 @pytest.mark.parametrize("name", ["synthetic", "mosi", "mosei", "iemocap"])

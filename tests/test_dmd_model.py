@@ -122,9 +122,9 @@ def test_missing_text_encoder_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         BertTextEncoder(str(missing))
     msg = str(err.value)
-    assert str(missing) in msg and "--model.init_args.text_encoder" in msg and "never downloaded" in msg
+    assert str(missing) in msg and "--model.init_args.net.text_encoder" in msg and "never downloaded" in msg
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="--model.init_args.text_encoder"):
+    with pytest.raises(FileNotFoundError, match="--model.init_args.net.text_encoder"):
         DMDNet({"text_bert": 3, "audio": 5, "vision": 7}, {"text_bert": 10, "audio": 12, "vision": 9},
                hidden=D, heads=2, layers=1, text_encoder=str(tmp_path / "empty"))
 

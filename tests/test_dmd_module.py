@@ -16,7 +16,7 @@ from lightning_kd.methods.dmd.edges import edge_matrix, mean_edge_weights
 from lightning_kd.methods.fusion import FusionBaseline
 from lightning_kd.nn.mult import fast_dropout
 
-TINY = dict(hidden=8, heads=2, layers=1)
+TINY = dict(net=dict(hidden=8, heads=2, layers=1))
 
 
 def _trainer(tmp_path: Path, **kw) -> pl.Trainer:

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 RATES = [0.0, 0.5, 1.0]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: a CorrKD run small enough for a test (the synthetic configs with generated MMSA data)
-CORRKD_TINY = ["--model.init_args.dim", "8", "--model.init_args.heads", "2", "--model.init_args.layers", "1",
-               "--model.init_args.mi_hidden", "8", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "8",
+CORRKD_TINY = ["--model.init_args.net.dim", "8", "--model.init_args.net.heads", "2", "--model.init_args.net.layers", "1",
+               "--model.init_args.loss.mi_hidden", "8", "--trainer.max_epochs", "1", "--data.init_args.batch_size", "8",
                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -36,8 +36,7 @@ def same(a: float, b: float, rel: float = 1e-5) -> bool:
 def fusion_run(tiny_mmsa_aligned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny fusion baseline trained 1 epoch through the CLI (tested after fit); returns its run directory."""
     save = tmp_path_factory.mktemp("robust_fusion")
-    main(["fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"),
-          "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
+    main(["fit", "-c", str(ROOT / "configs/fusion/mosi_aligned.yaml"), "--data.init_args.path", str(tiny_mmsa_aligned),
           *TINY_MODEL_ARGS, "--trainer.logger.init_args.save_dir", str(save), "--trainer.max_epochs=1",
           "--test_after_fit=true"])
     return save / "fusion/mosi_aligned/version_0"

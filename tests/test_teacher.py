@@ -29,7 +29,7 @@ from lightning_kd.methods.fusion import FusionBaseline
 
 FUSION = "lightning_kd.methods.fusion.module.FusionBaseline"
 OPTION = "model.init_args.teacher_ckpt"
-TINY = {"hidden": 8, "heads": 2, "layers": 1}
+TINY = {"net": {"hidden": 8, "heads": 2, "layers": 1}}
 
 
 class TinyStudent(TeacherMixin, FusionBaseline):
@@ -264,7 +264,7 @@ import torch
 from test_teacher import TinyStudent, datamodule, trainer
 
 dm = datamodule({data!r})
-s = TinyStudent(dm.feature_dims, dm.seq_lens, hidden=8, heads=2, layers=1, lr=1e-3, teacher_ckpt={teacher!r})
+s = TinyStudent(dm.feature_dims, dm.seq_lens, net={{"hidden": 8, "heads": 2, "layers": 1}}, lr=1e-3, teacher_ckpt={teacher!r})
 wrapped = {{}}
 
 

@@ -1,8 +1,29 @@
-"""Shared LightningModule plumbing for sentiment-regression methods (DMD, the fusion baseline, ...).
+"""Shared LightningModule plumbing for the methods (DMD, the fusion baseline, CorrKD, ...).
 
-A method subclasses :class:`SentimentRegressionModule`, builds its plain ``nn.Module`` in ``__init__``,
-and implements :meth:`predict_scores` and :meth:`training_losses`. Evaluation, MMSA metrics, the
-optimiser / scheduler of the DMD protocol, prediction rows and the checkpoint's method tag live here once.
+A method subclasses :class:`SentimentRegressionModule` (or :class:`MethodModule`), builds its plain
+``nn.Module`` in ``__init__``, and implements :meth:`predict_scores` and :meth:`training_losses`.
+Evaluation, MMSA metrics, the optimiser / scheduler of the DMD protocol, prediction rows, the
+checkpoint's method tag and the options mechanism below live here once.
+
+Hyper-parameters are declared once, in a frozen dataclass of options per network and per objective
+(``DMDNetOptions``, ``DMDLossOptions``, ...), next to the ``nn.Module`` that uses it. The module takes
+them as one argument each (``net``, ``loss``), so a config reads ``model.init_args.net: {hidden: 50,
+...}``, the CLI accepts ``--model.init_args.net.hidden 8`` and ``--print_config`` lists every field with
+its default. Why options and not an injected ``nn.Module`` (``class_path`` under ``model.init_args.net``):
+
+- the network's sizes depend on the data (``feature_dims``, ``seq_lens``), which the CLI links from the
+  datamodule at instantiation. With an injected network the link would have to reach into a nested
+  class the user could swap for one without those parameters; with options the module receives the
+  dims as today and builds the network itself, so configs never repeat them;
+- a checkpoint must rebuild without the config (``DMD.load_from_checkpoint(path)``, the teacher loader)
+  and is read with ``torch.load(weights_only=True)``: its hyper-parameters must be plain data. Options
+  are stored as plain dicts (:meth:`MethodModule.save_options`); an injected module would be pickled as
+  an object, or need jsonargparse and its ``class_path`` to come back;
+- each method's architecture is fixed by its paper: what a user changes is numbers, not classes.
+
+The options helpers live in :mod:`lightning_kd.options` (plain nn.Modules use them too);
+:func:`~lightning_kd.options.options` turns what the module receives (an instance, the dict a checkpoint or config holds,
+or ``None`` for the defaults) into the dataclass and refuses unknown names with one line.
 """
 
 from __future__ import annotations
@@ -16,9 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError, ConfigError  # noqa: F401 (re-exported)
+from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError, ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.metrics.sentiment import SentimentMetrics
+from lightning_kd.options import plain
+
 
 class MethodModule(pl.LightningModule):
     """Base of every method's LightningModule: Adam (+ optional ReduceLROnPlateau on ``val/loss``), checkpoint tag.
@@ -37,6 +60,12 @@ class MethodModule(pl.LightningModule):
             raise ConfigError(f"model.init_args.lr_scheduler must be 'plateau' or 'none', got {lr_scheduler!r}")
         self.lr, self.weight_decay = lr, weight_decay
         self.lr_factor, self.lr_patience, self.lr_scheduler = lr_factor, lr_patience, lr_scheduler
+
+    def save_options(self, **groups: Any) -> None:
+        """Store option dataclasses in ``hparams`` as plain dicts (after ``save_hyperparameters()``), so a
+        checkpoint's hyper-parameters load with ``weights_only=True`` and rebuild the module without a config."""
+        for name, value in groups.items():
+            self.hparams[name] = plain(value)
 
     # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
     @abstractmethod

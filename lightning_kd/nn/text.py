@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 __all__ = ["BertTextEncoder"]
 
-_OPTION = "--model.init_args.text_encoder"
+_OPTION = "--model.init_args.net.text_encoder"
 
 
 class BertTextEncoder(nn.Module):

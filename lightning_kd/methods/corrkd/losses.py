@@ -14,13 +14,21 @@ grouped so that its MI estimator pairs each decision with the SAME emotion of an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_kd.distill import PrototypeDistillation, ResponseDisentangledDistillation, SampleContrastiveDistillation
+from lightning_kd.distill import (
+    PrototypeDistillation,
+    ResponseDisentangledDistillation,
+    SampleContrastiveDistillation,
+)
 from lightning_kd.methods.corrkd.model import CorrKDOutput
+from lightning_kd.options import options
 
-__all__ = ["CorrKDObjective", "prototype_labels"]
+__all__ = ["CorrKDLossOptions", "CorrKDObjective", "prototype_labels"]
 
 
 def prototype_labels(labels: Tensor, classes: int = 2) -> Tensor:
@@ -30,26 +38,45 @@ def prototype_labels(labels: Tensor, classes: int = 2) -> Tensor:
     return F.one_hot(labels[:, 0].long(), classes) if labels.shape[1] == 1 else labels.long()
 
 
-class CorrKDObjective(nn.Module):
-    """Weighted sum of the task cross-entropy and the three correlation-decoupled distillation terms.
+@dataclass(frozen=True)
+class CorrKDLossOptions:
+    """Options of :class:`CorrKDObjective` (the paper reports none of them; ours).
 
-    Args:
-        tasks / classes: the response shape (binary sentiment 1 x 2; IEMOCAP 4 x 2).
-        scd_weight / cpd_weight / rcd_weight: weights of the distillation terms.
+    Attributes:
+        scd_weight: weight of the sample-level contrastive term (the paper sums the terms unweighted).
+        cpd_weight: weight of the category-guided prototype term.
+        rcd_weight: weight of the response-disentangled term.
         margin: SCD margin (distance scale of the 40-d joint representation).
         mi_hidden: width of the RCD statistics networks.
         temperature: softmax temperature of the RCD responses.
     """
 
-    def __init__(self, tasks: int = 1, classes: int = 2, scd_weight: float = 1.0, cpd_weight: float = 1.0,
-                 rcd_weight: float = 1.0, margin: float = 1.0, mi_hidden: int = 64, temperature: float = 1.0) -> None:
+    scd_weight: float = 1.0
+    cpd_weight: float = 1.0
+    rcd_weight: float = 1.0
+    margin: float = 1.0
+    mi_hidden: int = 64
+    temperature: float = 1.0
+
+
+class CorrKDObjective(nn.Module):
+    """Weighted sum of the task cross-entropy and the three correlation-decoupled distillation terms.
+
+    Args:
+        tasks / classes: the response shape (binary sentiment 1 x 2; IEMOCAP 4 x 2).
+        loss: the :class:`CorrKDLossOptions` (instance, mapping or None); ``overrides`` replace single fields.
+    """
+
+    def __init__(self, tasks: int = 1, classes: int = 2, loss: CorrKDLossOptions | dict[str, Any] | None = None,
+                 **overrides: Any) -> None:
         super().__init__()
-        self.weights = {"scd": scd_weight, "cpd": cpd_weight, "rcd": rcd_weight}
-        self.scd = SampleContrastiveDistillation(margin)
+        o = self.options = options(CorrKDLossOptions, loss, **overrides)
+        self.weights = {"scd": o.scd_weight, "cpd": o.cpd_weight, "rcd": o.rcd_weight}
+        self.scd = SampleContrastiveDistillation(o.margin)
         self.classes = classes
         self.cpd = PrototypeDistillation(classes if tasks == 1 else tasks)
         # responses of all tasks share one estimator pair (each emotion is the same binary decision shape)
-        self.rcd = ResponseDisentangledDistillation(classes, mi_hidden, temperature)
+        self.rcd = ResponseDisentangledDistillation(classes, o.mi_hidden, o.temperature)
 
     @staticmethod
     def task_loss(out: CorrKDOutput, labels: Tensor) -> Tensor:

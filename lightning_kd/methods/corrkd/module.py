@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
 
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.distill.teacher import TeacherMixin
-from lightning_kd.methods.base import ConfigError, MethodModule
-from lightning_kd.methods.corrkd.losses import CorrKDObjective
-from lightning_kd.methods.corrkd.model import CorrKDNet, CorrKDOutput
+from lightning_kd.methods.base import MethodModule
+from lightning_kd.methods.corrkd.losses import CorrKDLossOptions, CorrKDObjective
+from lightning_kd.methods.corrkd.model import CorrKDNet, CorrKDNetOptions, CorrKDOutput
 from lightning_kd.metrics.classification import EMOTIONS, ClassificationMetrics
+from lightning_kd.options import options
 
 __all__ = ["CorrKD"]
 
@@ -36,14 +37,13 @@ class CorrKD(TeacherMixin, MethodModule):
         save_teacher: also store the teacher's weights in student checkpoints.
         task: ``binary_sentiment`` (MOSI/MOSEI; class = score >= 0, Has0/Non0 accuracy and weighted F1)
             or ``emotion`` (IEMOCAP; four binary emotion decisions, per-emotion accuracy and weighted F1).
-        dim, heads, layers, kernel_size, dropout, head_dropout: :class:`CorrKDNet`.
-        scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature: :class:`CorrKDObjective`.
+        net: the :class:`CorrKDNetOptions` (architecture; teacher and student configs share them).
+        loss: the :class:`CorrKDLossOptions` (distillation weights; used by the student).
         lr, weight_decay: Adam. lr_scheduler: ``"none"`` (default) = plain Adam at a constant lr. HRLF
             (NeurIPS 2024, same authors and setup; the source of the configs' lr / batch / epochs) reports
             Adam with lr 1e-3 / 2e-3 / 4e-3 (MOSI / MOSEI / IEMOCAP) and no learning-rate schedule; the
             CorrKD paper reports no optimiser settings. ``"plateau"`` adds ReduceLROnPlateau on validation
             cross-entropy with ``lr_factor`` / ``lr_patience`` (not in either paper; kept for experiments).
-        text_encoder, finetune_text: local BERT for ``text_bert`` token-id inputs.
     """
 
     teacher_methods = ("lightning_kd.methods.corrkd.module.CorrKD",)
@@ -56,35 +56,24 @@ class CorrKD(TeacherMixin, MethodModule):
         teacher_ckpt: str | None = None,
         save_teacher: bool = False,
         task: Literal["binary_sentiment", "emotion"] = "binary_sentiment",
-        dim: int = 40,
-        heads: int = 10,
-        layers: int = 2,
-        kernel_size: int = 3,
-        dropout: float = 0.1,
-        head_dropout: float = 0.1,
-        scd_weight: float = 1.0,
-        cpd_weight: float = 1.0,
-        rcd_weight: float = 1.0,
-        margin: float = 1.0,
-        mi_hidden: int = 64,
-        temperature: float = 1.0,
+        net: CorrKDNetOptions = CorrKDNetOptions(),  # noqa: B008 - frozen dataclass, shown by --print_config
+        loss: CorrKDLossOptions = CorrKDLossOptions(),  # noqa: B008
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_factor: float = 0.5,
         lr_patience: int = 5,
         lr_scheduler: Literal["plateau", "none"] = "none",
-        text_encoder: str | None = None,
-        finetune_text: bool = True,
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, lr_scheduler)
         if task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
+        net, loss = options(CorrKDNetOptions, net), options(CorrKDLossOptions, loss)
         self.save_hyperparameters()
+        self.save_options(net=net, loss=loss)
         self.role, self.task = role, task
         tasks = _TASKS[task]
-        self.net = CorrKDNet(feature_dims, dim, heads, layers, kernel_size, dropout, head_dropout, tasks, 2,
-                             text_encoder, finetune_text)
-        self.objective = CorrKDObjective(tasks, 2, scd_weight, cpd_weight, rcd_weight, margin, mi_hidden, temperature)
+        self.net = CorrKDNet(feature_dims, net, tasks=tasks, classes=2)
+        self.objective = CorrKDObjective(tasks, 2, loss)
         if role == "teacher":
             self.objective.rcd.requires_grad_(False)  # unused without a teacher: keep it out of DDP and Adam
         self.init_teacher(teacher_ckpt, save_teacher)

@@ -5,7 +5,8 @@ Paper: Li, Wang, Cui, CVPR 2023 -- decoupling losses in Sec. 3.2, graph distilla
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +14,9 @@ from torch import Tensor, nn
 
 from lightning_kd.distill.gd_unit import HETERO_PRIOR_LOGITS, HOMO_PRIOR_LOGITS, GDUnit
 from lightning_kd.methods.dmd.model import DMDOutput
+from lightning_kd.options import options
 
-__all__ = ["similarity_hinge_loss", "orthogonality_loss", "DMDObjective"]
+__all__ = ["similarity_hinge_loss", "orthogonality_loss", "DMDLossOptions", "DMDObjective"]
 
 _BIG = 1e4  # larger than any hinge argument (cosines are in [-1, 1], margins are O(1))
 
@@ -70,6 +72,31 @@ def orthogonality_loss(private: Tensor, shared: Tensor, dim: int = 1) -> Tensor:
     return F.cosine_similarity(private.to(dtype), shared.to(dtype), dim=dim).clamp_min(0.0).mean()
 
 
+@dataclass(frozen=True)
+class DMDLossOptions:
+    """Options of :class:`DMDObjective` (defaults: official values, or the paper where the code contradicts it).
+
+    Attributes:
+        gd_weight: weight of both graph-distillation terms (official 0.05).
+        aux_weight: weight of the decoupling terms (official 0.1).
+        sim_ort_weight: weight of similarity + orthogonality inside them (official 0.1).
+        homo_repr: add the homo representation term (paper; the official code computes but never adds it).
+        hetero_repr_direction: ``attract`` (paper, ``1 - cos``) or ``repel`` (official ``CosineEmbeddingLoss(y=-1)``).
+        gd_reg_weight: GD-Unit edge regulariser weight (official 10).
+        gd_repr_weight: GD-Unit representation term weight (official 10).
+        sim_margin_scale: similarity hinge margin per label unit (official 0.15).
+    """
+
+    gd_weight: float = 0.05
+    aux_weight: float = 0.1
+    sim_ort_weight: float = 0.1
+    homo_repr: bool = True
+    hetero_repr_direction: Literal["attract", "repel"] = "attract"
+    gd_reg_weight: float = 10.0
+    gd_repr_weight: float = 10.0
+    sim_margin_scale: float = 0.15
+
+
 class DMDObjective(nn.Module):
     """The DMD training objective, holding the two GD-Units (paper Sec. 3.2-3.3; official ``DMD.do_train``)::
 
@@ -90,22 +117,19 @@ class DMDObjective(nn.Module):
 
     Args:
         hidden: d of the :class:`~lightning_kd.methods.dmd.model.DMDNet` (homo repr d, hetero repr 2d).
-        gd_weight, aux_weight, sim_ort_weight: official 0.05, 0.1, 0.1.
-        gd_reg_weight, gd_repr_weight: GD-Unit regulariser / repr weights (official 10, 10).
-        sim_margin_scale: hinge margin per label unit (official 0.15).
+        loss: the :class:`DMDLossOptions` (instance, mapping or None); ``overrides`` replace single fields.
     """
 
-    def __init__(self, hidden: int, gd_weight: float = 0.05, aux_weight: float = 0.1, sim_ort_weight: float = 0.1,
-                 homo_repr: bool = True, hetero_repr_direction: Literal["attract", "repel"] = "attract",
-                 gd_reg_weight: float = 10.0, gd_repr_weight: float = 10.0, sim_margin_scale: float = 0.15) -> None:
+    def __init__(self, hidden: int, loss: DMDLossOptions | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.gd_weight, self.aux_weight, self.sim_ort_weight = gd_weight, aux_weight, sim_ort_weight
-        self.homo_repr, self.sim_margin_scale = homo_repr, sim_margin_scale
-        self.homo_gd = GDUnit(hidden, 64, HOMO_PRIOR_LOGITS, reg_weight=gd_reg_weight, repr_weight=gd_repr_weight,
+        o = self.options = options(DMDLossOptions, loss, **overrides)
+        self.gd_weight, self.aux_weight, self.sim_ort_weight = o.gd_weight, o.aux_weight, o.sim_ort_weight
+        self.homo_repr, self.sim_margin_scale = o.homo_repr, o.sim_margin_scale
+        self.homo_gd = GDUnit(hidden, 64, HOMO_PRIOR_LOGITS, reg_weight=o.gd_reg_weight, repr_weight=o.gd_repr_weight,
                               repr_metric="l1")
-        self.hetero_gd = GDUnit(2 * hidden, 32, HETERO_PRIOR_LOGITS, reg_weight=gd_reg_weight,
-                                repr_weight=gd_repr_weight, repr_metric="cosine",
-                                cosine_direction=hetero_repr_direction)
+        self.hetero_gd = GDUnit(2 * hidden, 32, HETERO_PRIOR_LOGITS, reg_weight=o.gd_reg_weight,
+                                repr_weight=o.gd_repr_weight, repr_metric="cosine",
+                                cosine_direction=o.hetero_repr_direction)
 
     def forward(self, out: DMDOutput, target: Tensor) -> dict[str, Tensor]:
         """All terms (unweighted, as returned by their functions), ``homo_edges``/``hetero_edges`` ``(6, B)``

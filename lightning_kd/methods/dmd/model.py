@@ -6,7 +6,8 @@ Every stacked output uses the official vertex order ``[L, V, A]`` = ``[text, vis
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,11 +15,61 @@ from torch import Tensor, nn
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.nn.mult import MulTEncoder, fast_dropout
+from lightning_kd.options import options
 
-__all__ = ["DMDNet", "DMDOutput", "MODALITIES"]
+__all__ = ["BackboneOptions", "DMDNet", "DMDNetOptions", "DMDOutput", "MODALITIES"]
 
 #: vertex order of every stacked output: [L, V, A]
 MODALITIES: tuple[str, str, str] = ("text", "vision", "audio")
+
+
+@dataclass(frozen=True)
+class BackboneOptions:
+    """Options of the projection + MulT backbone shared by DMD and the late-fusion baseline (defaults: the
+    official DMD MOSI values, mdswyz/DMD ``config.json``).
+
+    Attributes:
+        hidden: d, width of every projected stream (official MOSI 50, MOSEI 30).
+        heads: attention heads (MOSI 10, MOSEI 6).
+        layers: MulT encoder depth (4).
+        kernel_sizes: Conv1d projection kernels (text, audio, vision) (MOSI 5/5/5, MOSEI 5/1/3).
+        text_dropout: dropout on the text input (MOSI 0.5, MOSEI 0.3).
+        attn_dropout: attention dropout (text / default rate) (MOSI 0.3, MOSEI 0.4).
+        embed_dropout: MulT embedding dropout (MOSI 0.2, MOSEI 0.0).
+        output_dropout: dropout in the residual output heads (0.5).
+        text_encoder: local HuggingFace BERT directory; when set, the text input is ``text_bert`` token ids.
+        finetune_text: train the BERT encoder (official ``use_finetune=True``).
+    """
+
+    hidden: int = 50
+    heads: int = 10
+    layers: int = 4
+    kernel_sizes: tuple[int, int, int] = (5, 5, 5)
+    text_dropout: float = 0.5
+    attn_dropout: float = 0.3
+    embed_dropout: float = 0.2
+    output_dropout: float = 0.5
+    text_encoder: str | None = None
+    finetune_text: bool = True
+
+
+@dataclass(frozen=True)
+class DMDNetOptions(BackboneOptions):
+    """Options of :class:`DMDNet`: the backbone's plus DMD's own (official MOSI defaults).
+
+    Attributes:
+        attn_dropout_a: attention dropout of encoders whose source is audio (MOSI 0.2, MOSEI 0.0).
+        attn_dropout_v: attention dropout of encoders whose source is vision (0.0).
+        relu_dropout: MulT feed-forward dropout (0.0).
+        res_dropout: MulT residual dropout (0.0).
+        causal: MulT future mask (official ``attn_mask=True``).
+    """
+
+    attn_dropout_a: float = 0.2
+    attn_dropout_v: float = 0.0
+    relu_dropout: float = 0.0
+    res_dropout: float = 0.0
+    causal: bool = True
 
 
 class DMDOutput(NamedTuple):
@@ -104,30 +155,23 @@ class DMDNet(nn.Module):
         feature_dims: modality -> feature size (``text`` or ``text_bert``, ``audio``, ``vision``); for
             ``text_bert`` the text size comes from the BERT encoder instead.
         seq_lens: modality -> padded length; flatten sizes are ``d * (L - k + 1)``.
-        hidden, heads, layers: d, attention heads, MulT depth (official MOSI 50/10/4, MOSEI 30/6/4).
-        kernel_sizes: Conv1d kernels (text, audio, vision).
-        text_dropout, attn_dropout, attn_dropout_a, attn_dropout_v, relu_dropout, embed_dropout,
-            res_dropout, output_dropout: official dropout rates (attention dropout of a cross-modal
-            encoder is that of its SOURCE modality; ``attn_dropout`` is the text/default rate).
-        causal: MulT future mask (official ``attn_mask=True``).
-        text_encoder: local HuggingFace BERT directory; when set, the input is ``text_bert`` ids.
-        finetune_text: train the BERT encoder.
+        net: the :class:`DMDNetOptions` (an instance, a mapping of its fields, or None for the defaults);
+            ``overrides`` replace single fields (``DMDNet(dims, lens, hidden=8)``). The attention dropout of
+            a cross-modal encoder is that of its SOURCE modality.
     """
 
-    def __init__(self, feature_dims: dict[str, int], seq_lens: dict[str, int], hidden: int = 50, heads: int = 10,
-                 layers: int = 4, kernel_sizes: tuple[int, int, int] = (5, 5, 5), text_dropout: float = 0.5,
-                 attn_dropout: float = 0.3, attn_dropout_a: float = 0.2, attn_dropout_v: float = 0.0,
-                 relu_dropout: float = 0.0, embed_dropout: float = 0.2, res_dropout: float = 0.0,
-                 output_dropout: float = 0.5, causal: bool = True, text_encoder: str | None = None,
-                 finetune_text: bool = True) -> None:
+    def __init__(self, feature_dims: dict[str, int], seq_lens: dict[str, int],
+                 net: DMDNetOptions | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        d = hidden
-        self.hidden, self.text_dropout, self.output_dropout = d, text_dropout, output_dropout
+        o = self.options = options(DMDNetOptions, net, **overrides)
+        text_encoder, layers, heads, output_dropout = o.text_encoder, o.layers, o.heads, o.output_dropout
+        d = o.hidden
+        self.hidden, self.text_dropout, self.output_dropout = d, o.text_dropout, output_dropout
         self.text_model: nn.Module | None = None
         if text_encoder:
             from lightning_kd.nn.text import BertTextEncoder
 
-            self.text_model = BertTextEncoder(text_encoder, finetune=finetune_text)
+            self.text_model = BertTextEncoder(text_encoder, finetune=o.finetune_text)
             self.text_key = "text_bert"
             text_dim = self.text_model.hidden_size
         else:
@@ -138,7 +182,7 @@ class DMDNet(nn.Module):
             text_dim = _lookup(feature_dims, "text", "feature_dims")
         dims = {"text": text_dim, "audio": _lookup(feature_dims, "audio", "feature_dims"),
                 "vision": _lookup(feature_dims, "vision", "feature_dims")}
-        k_t, k_a, k_v = kernel_sizes
+        k_t, k_a, k_v = o.kernel_sizes
         kernels = {"text": k_t, "audio": k_a, "vision": k_v}
         lens = {"text": _lookup(seq_lens, self.text_key, "seq_lens", fallback="text" if text_encoder else "text_bert"),
                 "audio": _lookup(seq_lens, "audio", "seq_lens"), "vision": _lookup(seq_lens, "vision", "seq_lens")}
@@ -146,11 +190,11 @@ class DMDNet(nn.Module):
         for m, n in self.out_lens.items():
             if n < 1:
                 raise ValueError(f"{m}: sequence length {lens[m]} is shorter than its kernel size {kernels[m]}")
-        adrop = {"text": attn_dropout, "audio": attn_dropout_a, "vision": attn_dropout_v}
+        adrop = {"text": o.attn_dropout, "audio": o.attn_dropout_a, "vision": o.attn_dropout_v}
 
         def mult(dim: int, attn: float, n_layers: int = layers) -> MulTEncoder:
-            return MulTEncoder(dim, heads, n_layers, attn_dropout=attn, relu_dropout=relu_dropout,
-                               res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal)
+            return MulTEncoder(dim, heads, n_layers, attn_dropout=attn, relu_dropout=o.relu_dropout,
+                               res_dropout=o.res_dropout, embed_dropout=o.embed_dropout, causal=o.causal)
 
         def conv(i: int, o: int, k: int = 1) -> nn.Conv1d:
             return nn.Conv1d(i, o, kernel_size=k, padding=0, bias=False)
@@ -172,7 +216,7 @@ class DMDNet(nn.Module):
         self.cross = nn.ModuleDict({
             t: nn.ModuleDict({s: mult(d, adrop[s]) for s in _others(t)}) for t in MODALITIES
         })
-        self.hetero_memory = md(lambda m: mult(2 * d, attn_dropout, max(layers, 3)))
+        self.hetero_memory = md(lambda m: mult(2 * d, o.attn_dropout, max(layers, 3)))
         self.hetero_head = md(lambda m: ResidualHead(2 * d, output_dropout))
         # 7: gated fusion
         self.gate = md(lambda m: nn.Linear(2 * d, 2 * d))

@@ -10,52 +10,32 @@ from torch import Tensor
 from lightning_kd.data.batch import Batch
 from lightning_kd.distill.gd_unit import EDGE_NAMES
 from lightning_kd.methods.base import SentimentRegressionModule
-from lightning_kd.methods.dmd.losses import DMDObjective
-from lightning_kd.methods.dmd.model import DMDNet
-
+from lightning_kd.methods.dmd.losses import DMDLossOptions, DMDObjective
+from lightning_kd.methods.dmd.model import DMDNet, DMDNetOptions
+from lightning_kd.options import options
 
 
 class DMD(SentimentRegressionModule):
     """Decoupled Multimodal Distilling.
 
-    Network arguments are those of :class:`DMDNet` (official MOSI values as defaults), loss arguments
-    those of :class:`DMDObjective`; the optimiser is Adam on every parameter (network, both GD-Units,
-    BERT when used) with ``ReduceLROnPlateau`` on validation L1, as in the official code.
+    ``net`` holds the :class:`DMDNetOptions` (official MOSI values as defaults), ``loss`` the
+    :class:`DMDLossOptions`; ``feature_dims`` / ``seq_lens`` are linked from the datamodule by the CLI.
+    The optimiser is Adam on every parameter (network, both GD-Units, BERT when used) with
+    ``ReduceLROnPlateau`` on validation L1, as in the official code.
 
     Decisions on the official code's defects (documented in README "DMD"):
     ``weight_decay`` defaults to 0.0, the value the official code effectively trains with (its configs
     list 0.005 / 0.001 but never pass them to Adam; set it to apply decay). The homogeneous
-    representation term is added (``homo_repr=True``, paper) and the heterogeneous cosine term
-    attracts the student to the teacher (``hetero_repr_direction="attract"``, paper); both are options.
+    representation term is added (``loss.homo_repr=True``, paper) and the heterogeneous cosine term
+    attracts the student to the teacher (``loss.hetero_repr_direction="attract"``, paper); both are options.
     """
 
     def __init__(
         self,
         feature_dims: dict[str, int],
         seq_lens: dict[str, int],
-        hidden: int = 50,
-        heads: int = 10,
-        layers: int = 4,
-        kernel_sizes: tuple[int, int, int] = (5, 5, 5),
-        text_dropout: float = 0.5,
-        attn_dropout: float = 0.3,
-        attn_dropout_a: float = 0.2,
-        attn_dropout_v: float = 0.0,
-        relu_dropout: float = 0.0,
-        embed_dropout: float = 0.2,
-        res_dropout: float = 0.0,
-        output_dropout: float = 0.5,
-        causal: bool = True,
-        text_encoder: str | None = None,
-        finetune_text: bool = True,
-        gd_weight: float = 0.05,
-        aux_weight: float = 0.1,
-        sim_ort_weight: float = 0.1,
-        homo_repr: bool = True,
-        hetero_repr_direction: Literal["attract", "repel"] = "attract",
-        gd_reg_weight: float = 10.0,
-        gd_repr_weight: float = 10.0,
-        sim_margin_scale: float = 0.15,
+        net: DMDNetOptions = DMDNetOptions(),  # noqa: B008 - frozen dataclass, shown by --print_config
+        loss: DMDLossOptions = DMDLossOptions(),  # noqa: B008
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         lr_factor: float = 0.5,
@@ -63,19 +43,11 @@ class DMD(SentimentRegressionModule):
         metric_scheme: Literal["mmsa", "sims"] = "mmsa",
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, metric_scheme)
+        net, loss = options(DMDNetOptions, net), options(DMDLossOptions, loss)
         self.save_hyperparameters()
-        self.net = DMDNet(
-            feature_dims, seq_lens, hidden=hidden, heads=heads, layers=layers, kernel_sizes=tuple(kernel_sizes),
-            text_dropout=text_dropout, attn_dropout=attn_dropout, attn_dropout_a=attn_dropout_a,
-            attn_dropout_v=attn_dropout_v, relu_dropout=relu_dropout, embed_dropout=embed_dropout,
-            res_dropout=res_dropout, output_dropout=output_dropout, causal=causal, text_encoder=text_encoder,
-            finetune_text=finetune_text,
-        )
-        self.objective = DMDObjective(
-            hidden, gd_weight=gd_weight, aux_weight=aux_weight, sim_ort_weight=sim_ort_weight, homo_repr=homo_repr,
-            hetero_repr_direction=hetero_repr_direction, gd_reg_weight=gd_reg_weight, gd_repr_weight=gd_repr_weight,
-            sim_margin_scale=sim_margin_scale,
-        )
+        self.save_options(net=net, loss=loss)
+        self.net = DMDNet(feature_dims, seq_lens, net)
+        self.objective = DMDObjective(net.hidden, loss)
 
     def predict_scores(self, batch: Batch) -> Tensor:
         return self.net(batch.inputs).prediction

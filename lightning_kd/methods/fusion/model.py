@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_kd.methods.dmd.model import BackboneOptions
 from lightning_kd.nn.mult import MulTEncoder, fast_dropout
 from lightning_kd.nn.text import BertTextEncoder
+from lightning_kd.options import options
 
 MODALITIES = ("text", "audio", "vision")
 
@@ -17,32 +21,23 @@ class FusionNet(nn.Module):
 
     It sees exactly the inputs DMD sees and has the same projection and encoder sizes, so the
     difference to DMD measures what decoupling + graph distillation add (DMD paper, Table 3 ablations
-    start from such a backbone).
+    start from such a backbone). Its options are DMD's :class:`BackboneOptions` (same fields, same defaults);
+    ``overrides`` replace single fields (``FusionNet(dims, lens, hidden=8)``).
     """
 
-    def __init__(
-        self,
-        feature_dims: dict[str, int],
-        seq_lens: dict[str, int],
-        hidden: int = 50,
-        heads: int = 10,
-        layers: int = 4,
-        kernel_sizes: tuple[int, int, int] = (5, 5, 5),
-        text_dropout: float = 0.5,
-        attn_dropout: float = 0.3,
-        embed_dropout: float = 0.2,
-        output_dropout: float = 0.5,
-        text_encoder: str | None = None,
-        finetune_text: bool = True,
-    ) -> None:
+    def __init__(self, feature_dims: dict[str, int], seq_lens: dict[str, int],
+                 net: BackboneOptions | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.text_encoder = BertTextEncoder(text_encoder, finetune_text) if text_encoder else None
+        o = self.options = options(BackboneOptions, net, **overrides)
+        self.text_encoder = BertTextEncoder(o.text_encoder, o.finetune_text) if o.text_encoder else None
         text_dim = self.text_encoder.hidden_size if self.text_encoder else feature_dims["text"]
         dims = {"text": text_dim, "audio": feature_dims["audio"], "vision": feature_dims["vision"]}
-        self.text_dropout, self.output_dropout = text_dropout, output_dropout
-        self.proj = nn.ModuleDict({m: nn.Conv1d(dims[m], hidden, k, bias=False) for m, k in zip(MODALITIES, kernel_sizes)})
+        self.text_dropout, self.output_dropout = o.text_dropout, o.output_dropout
+        hidden = o.hidden
+        self.proj = nn.ModuleDict({m: nn.Conv1d(dims[m], hidden, k, bias=False)
+                                   for m, k in zip(MODALITIES, o.kernel_sizes)})
         self.encoders = nn.ModuleDict({
-            m: MulTEncoder(hidden, heads, layers, attn_dropout=attn_dropout, embed_dropout=embed_dropout)
+            m: MulTEncoder(hidden, o.heads, o.layers, attn_dropout=o.attn_dropout, embed_dropout=o.embed_dropout)
             for m in MODALITIES
         })
         fused = 3 * hidden

@@ -9,29 +9,23 @@ from torch import Tensor
 
 from lightning_kd.data.batch import Batch
 from lightning_kd.methods.base import SentimentRegressionModule
+from lightning_kd.methods.dmd.model import BackboneOptions
 from lightning_kd.methods.fusion.model import FusionNet
+from lightning_kd.options import options
 
 
 class FusionBaseline(SentimentRegressionModule):
     """Late-fusion baseline trained with the DMD protocol (same optimiser, schedule and stopping).
 
-    ``feature_dims`` and ``seq_lens`` are linked from the datamodule by the CLI.
+    ``net`` holds DMD's :class:`BackboneOptions`; ``feature_dims`` and ``seq_lens`` are linked from the
+    datamodule by the CLI.
     """
 
     def __init__(
         self,
         feature_dims: dict[str, int],
         seq_lens: dict[str, int],
-        hidden: int = 50,
-        heads: int = 10,
-        layers: int = 4,
-        kernel_sizes: tuple[int, int, int] = (5, 5, 5),
-        text_dropout: float = 0.5,
-        attn_dropout: float = 0.3,
-        embed_dropout: float = 0.2,
-        output_dropout: float = 0.5,
-        text_encoder: str | None = None,
-        finetune_text: bool = True,
+        net: BackboneOptions = BackboneOptions(),  # noqa: B008 - frozen dataclass, shown by --print_config
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         lr_factor: float = 0.5,
@@ -39,9 +33,10 @@ class FusionBaseline(SentimentRegressionModule):
         metric_scheme: Literal["mmsa", "sims"] = "mmsa",
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, metric_scheme)
+        net = options(BackboneOptions, net)
         self.save_hyperparameters()
-        self.net = FusionNet(feature_dims, seq_lens, hidden, heads, layers, tuple(kernel_sizes), text_dropout,
-                             attn_dropout, embed_dropout, output_dropout, text_encoder, finetune_text)
+        self.save_options(net=net)
+        self.net = FusionNet(feature_dims, seq_lens, net)
 
     def predict_scores(self, batch: Batch) -> Tensor:
         return self.net(batch.inputs)

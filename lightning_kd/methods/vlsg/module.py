@@ -16,7 +16,11 @@ from torch import Tensor
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
 from lightning_kd.methods.base import ConfigError, MethodModule
-from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
+from lightning_kd.methods.vlsg.losses import (
+    cluster_contrastive,
+    graph_guided_contrastive,
+    neighbour_mask,
+)
 from lightning_kd.methods.vlsg.model import VLSGNet
 from lightning_kd.metrics.clustering import clustering_metrics
 
