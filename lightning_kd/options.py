@@ -38,6 +38,10 @@ def options(cls: type[OptionsT], value: OptionsT | Mapping[str, Any] | None = No
     if unknown:
         raise ConfigError(f"{cls.__name__} has no option {', '.join(map(repr, unknown))}; "
                           f"its options are {', '.join(known)}")
+    # plain data (a checkpoint, YAML) holds tuples as lists: give tuple-valued fields their tuple back
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    merged = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
+              for k, v in merged.items()}
     return cls(**merged)
 
 

@@ -32,7 +32,7 @@ def _callbacks(cfg: dict) -> list[tuple[str, dict]]:
 
 
 def test_every_method_config_is_listed() -> None:
-    assert len(CONFIGS) == 19 and sum(not c.startswith("fusion/") for c in CONFIGS) == 17
+    assert len(CONFIGS) == 20 and sum(not c.startswith("fusion/") for c in CONFIGS) == 18  # + dmd/mosi_aligned_bert
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -65,10 +65,11 @@ def test_every_config_resolves_to_its_run_policy(config: str) -> None:
         assert cbs[0][0] == "ModelCheckpoint" and {k: cbs[0][1][k] for k in best[1]} == best[1]
         assert cbs[1][0] == "ModelCheckpoint" and cbs[1][1]["filename"] == "last" and cbs[1][1]["monitor"] is None
     if method in ("dmd", "fusion"):
-        assert [n for n, _ in cbs] == ["ModelCheckpoint", "ModelCheckpoint", "EarlyStopping"]
+        assert [n for n, _ in cbs] == ["ModelCheckpoint", "ModelCheckpoint", "EarlyStopping", "SummedAccumulationClipping"]
         assert cbs[2][1]["patience"] == 10
         t = cfg["trainer"]
-        assert (t["accumulate_grad_batches"], t["gradient_clip_val"], t["gradient_clip_algorithm"]) == (10, 0.6, "value")
+        # the official protocol: 10 summed batches, clip 0.6 after every backward (the callback), never Lightning's clip
+        assert (t["accumulate_grad_batches"], t["gradient_clip_val"], cbs[3][1]["clip_value"]) == (10, None, 0.6)
         assert t["max_epochs"] == (5 if stem == "synthetic" else 200)
     elif method == "corrkd":
         assert [n for n, _ in cbs] == ["ModelCheckpoint", "ModelCheckpoint"]
@@ -117,7 +118,7 @@ def test_saved_config_is_complete_and_reruns_alone(tiny_mmsa_unaligned: Path, tm
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert "config" not in saved
     assert [c["class_path"].rsplit(".", 1)[-1] for c in saved["trainer"]["callbacks"]] == \
-        ["ModelCheckpoint", "ModelCheckpoint", "EarlyStopping"]
+        ["ModelCheckpoint", "ModelCheckpoint", "EarlyStopping", "SummedAccumulationClipping"]
     assert saved["trainer"]["accumulate_grad_batches"] == 1 and saved["model"]["init_args"]["net"]["hidden"] == 8
     main(["fit", "-c", str(run / "config.yaml")])
     again = tmp_path / "runs/dmd/mosi_unaligned/version_1"
