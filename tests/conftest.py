@@ -11,6 +11,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from lightning_kd.data.synthetic import write_mmsa_pickle  # noqa: E402
+from repo_clean import repository_stays_clean  # noqa: E402, F401  (autouse: tests never write into the checkout)
 
 TINY_N = (40, 12, 16)
 TINY_DIMS = (32, 5, 7)

@@ -208,6 +208,7 @@ def test_roles_and_options_are_checked() -> None:
 
 
 # -- the two-stage pipeline ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_pipeline_trains_teacher_then_student(tiny_mmsa_aligned: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     clis = []
@@ -375,6 +376,7 @@ def test_every_corrkd_config_trains(name: str, tiny_mult_mosi: Path, tiny_mult_i
 
 
 # -- resume ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_student_resume_matches_uninterrupted(tiny_mmsa_aligned: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
     """The missing-modality augmentation depends on (seed, epoch, sample) only, so a resumed run repeats it."""
 
@@ -400,6 +402,7 @@ def test_student_resume_matches_uninterrupted(tiny_mmsa_aligned: Path, teacher_c
 
 
 # -- DDP + bf16 ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_student_ddp_two_cpu_processes_bf16(tiny_mmsa_aligned: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
     """strategy=ddp (find_unused_parameters=False): every student parameter must take part in every step."""
     cmd = [sys.executable, "-m", "lightning_kd.cli", "fit", "-c", STUDENT_YAML, *mmsa(tiny_mmsa_aligned), *TINY,

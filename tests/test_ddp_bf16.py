@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, TINY_MODEL_ARGS
 from lightning_kd.metrics import MMSA_KEYS
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_bf16(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "lightning_kd.cli", "fit", "-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"),
            "--data.init_args.path", str(tiny_mmsa_aligned), *TINY_MODEL_ARGS,

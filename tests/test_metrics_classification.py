@@ -149,6 +149,32 @@ def test_against_sklearn_random(seed: int) -> None:
         np.mean([f1_score(e_truth[:, i], e_pred[:, i], average="weighted") for i in range(4)]), abs=1e-12)
 
 
+def test_torchmetrics_divides_in_float32() -> None:
+    """Why lightning_kd.metrics.label_scores divides torchmetrics' class counts itself: torchmetrics' own
+    accuracy and weighted F1 divide them in float32, ~2e-8 away from scikit-learn's float64 values (which MMSA and
+    MulT report); on the counts themselves the two agree, so only the division is ours."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+    from lightning_kd.metrics.label_scores import accuracy_and_weighted_f1
+
+    pred, truth = t([1, 0, 0], torch.int64), t([1, 1, 0], torch.int64)
+    want_acc, want_f1 = accuracy_score(truth, pred), f1_score(truth, pred, average="weighted")  # both 2/3
+    tm_acc = multiclass_accuracy(pred, truth, num_classes=2, average="micro")
+    tm_f1 = multiclass_f1_score(pred, truth, num_classes=2, average="weighted")
+    assert tm_acc.dtype == tm_f1.dtype == torch.float32
+    assert abs(tm_acc.item() - want_acc) > 1e-9 and abs(tm_f1.item() - want_f1) > 1e-9
+    acc, f1 = accuracy_and_weighted_f1(pred, truth, 2)
+    assert acc == pytest.approx(want_acc, abs=1e-15) and f1 == pytest.approx(want_f1, abs=1e-15)
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 7):
+        p, y = torch.from_numpy(rng.integers(0, k, 500)), torch.from_numpy(rng.integers(0, k, 500))
+        acc, f1 = accuracy_and_weighted_f1(p, y, k)
+        assert acc == pytest.approx(multiclass_accuracy(p, y, num_classes=k, average="micro").item(), abs=1e-6)
+        assert f1 == pytest.approx(multiclass_f1_score(p, y, num_classes=k, average="weighted").item(), abs=1e-6)
+        assert f1 == pytest.approx(f1_score(y, p, average="weighted"), abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- ClassificationMetrics
 
 
@@ -176,7 +202,8 @@ def test_module_accumulates_like_functional() -> None:
     for k in metric.keys:
         assert got[k].item() == pytest.approx(want[k], abs=1e-12), k
     metric.reset()
-    assert all(torch.isnan(v) for v in metric.compute().values())
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' notice
+        assert all(torch.isnan(v) for v in metric.compute().values())
 
 
 def test_module_state_not_in_state_dict() -> None:
@@ -195,7 +222,8 @@ def test_module_state_not_in_state_dict() -> None:
 
 
 def test_module_errors_and_empty() -> None:
-    out = ClassificationMetrics("emotion", names=("A", "B")).compute()
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        out = ClassificationMetrics("emotion", names=("A", "B")).compute()
     assert tuple(out) == ("A_acc", "A_F1", "B_acc", "B_F1", "Avg_acc", "Avg_F1")
     assert all(torch.isnan(v) for v in out.values())
     with pytest.raises(ValueError, match="scheme"):
@@ -227,6 +255,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_module_gathers_across_ddp_ranks(tmp_path) -> None:
     import socket
 

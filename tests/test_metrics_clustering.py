@@ -100,7 +100,8 @@ def test_empty_is_nan():
     out = clustering_metrics(t([]), t([]))
     assert all(math.isnan(v) for v in out.values())
     metric = ClusteringMetrics()
-    assert all(torch.isnan(v) for v in metric.compute().values())
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' notice
+        assert all(torch.isnan(v) for v in metric.compute().values())
 
 
 def test_metric_accumulates_batches():
@@ -117,4 +118,32 @@ def test_metric_accumulates_batches():
         assert out[key].item() == pytest.approx(expected[key], abs=1e-12)
     assert metric.state_dict() == {}
     metric.reset()
-    assert all(torch.isnan(v) for v in metric.compute().values())
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert all(torch.isnan(v) for v in metric.compute().values())
+
+
+def test_torchmetrics_differs_where_we_keep_our_own():
+    """Why the clustering metrics are computed here and not taken from torchmetrics.functional.clustering:
+    its NMI and ARI are float32 (~1e-8 away from scikit-learn), its NMI of two single-cluster labellings is 0
+    where scikit-learn says 1, and its cluster_accuracy needs an extra package (torch_linear_assignment)."""
+    import importlib.util
+
+    from torchmetrics.functional.clustering import adjusted_rand_score as tm_ari
+    from torchmetrics.functional.clustering import cluster_accuracy
+    from torchmetrics.functional.clustering import normalized_mutual_info_score as tm_nmi
+
+    pred, truth = t([0, 0, 1, 1, 2, 1]), t([0, 0, 1, 1, 2, 2])  # the hand case above: ARI = 4/9
+    tm = tm_ari(pred, truth)
+    assert tm.dtype == torch.float32 and abs(tm.item() - 4 / 9) > 1e-9
+    assert clustering_metrics(pred, truth)["ARI"] == pytest.approx(4 / 9, abs=1e-15)
+    want = normalized_mutual_info_score(truth.numpy(), pred.numpy())
+    assert abs(tm_nmi(pred, truth).item() - want) > 1e-9
+    assert clustering_metrics(pred, truth)["NMI"] == pytest.approx(want, abs=1e-12)
+
+    one = t([0, 0, 0])
+    assert tm_nmi(one, one).item() == 0.0
+    assert normalized_mutual_info_score(one.numpy(), one.numpy()) == 1.0 == clustering_metrics(one, one)["NMI"]
+
+    if importlib.util.find_spec("torch_linear_assignment") is None:
+        with pytest.raises(RuntimeError, match="torch_linear_assignment"):
+            cluster_accuracy(pred, truth, num_classes=3)

@@ -125,6 +125,32 @@ def test_mmsa_bf16_any_shape() -> None:
     assert out["MAE"] == pytest.approx(2 / 3, abs=1e-12)
 
 
+def test_corr_nan_cases_do_not_warn() -> None:
+    """Constant or non-finite sides give NaN (as np.corrcoef) without torchmetrics' "variance close to zero"
+    UserWarning (which would fire on every constant prediction of an untrained model)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(mmsa_regression_metrics(t([1.0, 1.0, 1.0]), t([0.0, 1.0, 2.0]))["Corr"])
+        assert math.isnan(mmsa_regression_metrics(t([0.0, 1.0, 2.0]), t([0.5, 0.5, 0.5]))["Corr"])
+        assert math.isnan(mmsa_regression_metrics(t([0.0, float("nan"), 2.0]), t([0.0, 1.0, 2.0]))["Corr"])
+        assert math.isnan(mmsa_regression_metrics(t([0.5]), t([1.0]))["Corr"])
+        # a tiny but non-zero spread is a real correlation (torchmetrics scales by the largest deviation)
+        x = 1.0 + 1e-6 * torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+        y = torch.tensor([0.0, 2.0, 5.0], dtype=torch.float64)
+        assert mmsa_regression_metrics(x, y)["Corr"] == pytest.approx(
+            float(np.corrcoef(x.float().double().numpy(), y.numpy())[0, 1]), abs=1e-6)
+
+
+def test_nan_prediction_counts_as_miss() -> None:
+    # a diverged model: the NaN sample is wrong in every accuracy (as np.round(nan) == x is False), MAE/Corr NaN
+    out = mmsa_regression_metrics(t([0.4, float("nan"), 1.0, -2.2]), t([0.2, 1.0, 1.0, -2.0]))
+    assert out["Mult_acc_7"] == pytest.approx(0.75, abs=1e-12) and out["Mult_acc_5"] == pytest.approx(0.75, abs=1e-12)
+    assert out["Has0_acc_2"] == pytest.approx(0.75, abs=1e-12)  # NaN >= 0 is False: predicted negative
+    assert math.isnan(out["MAE"]) and math.isnan(out["Corr"])
+
+
 def test_empty_and_mismatch() -> None:
     out = mmsa_regression_metrics(t([]), t([]))
     assert all(math.isnan(v) for v in out.values())
@@ -286,7 +312,8 @@ def test_module_state_not_in_state_dict() -> None:
 
 
 def test_module_compute_before_update_and_bad_scheme() -> None:
-    out = SentimentMetrics("sims").compute()
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' notice
+        out = SentimentMetrics("sims").compute()
     assert tuple(out) == SIMS_KEYS and all(torch.isnan(v) for v in out.values())
     with pytest.raises(ValueError):
         SentimentMetrics("mosi")  # type: ignore[arg-type]

@@ -290,6 +290,7 @@ with open(os.path.join({out!r}, f"rank{{t.global_rank}}.json"), "w") as f:
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_without_find_unused_parameters(tiny_mmsa_aligned: Path, teacher_file: Path,
                                                               tmp_path: Path) -> None:
     script = tmp_path / "ddp_student.py"

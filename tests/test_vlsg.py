@@ -46,6 +46,7 @@ def _predictions(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("cluster_on", ["labels", "features"])
+@pytest.mark.slow
 def test_fit_test_predict_write_metrics_plot_and_clusters(tmp_path: Path, cluster_on: str) -> None:
     run = _fit(tmp_path, tmp_path / "runs", extra=[f"--model.init_args.cluster_on={cluster_on}"])
     metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
@@ -67,6 +68,7 @@ def test_fit_test_predict_write_metrics_plot_and_clusters(tmp_path: Path, cluste
     assert clustering_metrics(pred, truth)["ACC"] == pytest.approx(metrics["ACC"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_clusters(tmp_path: Path) -> None:
     a = _fit(tmp_path, tmp_path / "a", epochs=2)
     b = _fit(tmp_path, tmp_path / "b", epochs=2)
@@ -78,6 +80,7 @@ def test_same_seed_same_clusters(tmp_path: Path) -> None:
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(tmp_path: Path) -> None:
     """Interrupted in the contrastive phase (pretraining ends after epoch 0), resumed from last.ckpt."""
     full = _fit(tmp_path, tmp_path / "a", epochs=3, extra=["--test_after_fit=false"])
@@ -150,6 +153,7 @@ def test_graph_neighbours_reach_the_loss(tmp_path: Path) -> None:
     assert set(model.losses(batch, contrastive=False)) == {"recon", "loss"}  # pretraining phase
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_bf16(tmp_path: Path) -> None:
     """Embeddings of both ranks are gathered (DistributedSampler repeats removed) before k-means."""
     write_multiview_mat(tmp_path / "mv.mat", n=75, dims=(6, 5), clusters=3)  # odd: the sampler pads one repeat
@@ -195,6 +199,7 @@ def test_digits_config_tiny_clip_encodes_once(tmp_path: Path, monkeypatch: pytes
     assert sorted((tmp_path / "cache").iterdir()) == cached
 
 
+@pytest.mark.slow
 def test_semantic_graph_beats_the_pipeline_without_it(tmp_path: Path) -> None:
     """On generated noisy data (noise x2: no single view separates the clusters), the same networks and schedule
     cluster better with the semantic graph than without it (measured: ACC 0.75 vs 0.61)."""

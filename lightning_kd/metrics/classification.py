@@ -10,8 +10,8 @@
   ``eval_iemocap``), then ``Avg_acc`` and ``Avg_F1`` (means over emotions).
 
 F1 is scikit-learn's ``f1_score(truth, pred, average="weighted")`` (per-class F1 over the classes present in
-truth or prediction, weighted by truth support), computed exactly by the helpers of
-:mod:`lightning_kd.metrics.sentiment`. Edge cases follow that module: NaN when no sample is left (Non0 with
+truth or prediction, weighted by truth support), from torchmetrics' class counts divided in float64
+(:mod:`lightning_kd.metrics.label_scores`). Edge cases follow that module: NaN when no sample is left (Non0 with
 every truth 0, or empty input); a class absent from truth has weight 0.
 """
 
@@ -25,7 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from lightning_kd.metrics.sentiment import _NAN, _binary_pair
+from lightning_kd.metrics.label_scores import NAN, accuracy_and_weighted_f1
 
 __all__ = [
     "BINARY_SENTIMENT_KEYS",
@@ -66,10 +66,9 @@ def binary_sentiment_metrics(pred_class: Tensor, truth: Tensor) -> dict[str, flo
     truth = torch.as_tensor(truth).detach().reshape(-1).to(device=pred.device, dtype=torch.float32)
     if pred.numel() != truth.numel():
         raise ValueError(f"pred_class has {pred.numel()} values but truth has {truth.numel()}")
-    pos = pred == 1
-    has0_acc, has0_f1 = _binary_pair(pos, truth >= 0)
+    has0_acc, has0_f1 = accuracy_and_weighted_f1(pred, (truth >= 0).long(), 2)
     nonzero = truth != 0
-    non0_acc, non0_f1 = _binary_pair(pos[nonzero], truth[nonzero] > 0)
+    non0_acc, non0_f1 = accuracy_and_weighted_f1(pred[nonzero], (truth[nonzero] > 0).long(), 2)
     return {"Has0_acc_2": has0_acc, "Has0_F1_score": has0_f1, "Non0_acc_2": non0_acc, "Non0_F1_score": non0_f1}
 
 
@@ -95,10 +94,10 @@ def emotion_metrics(pred: Tensor, truth: Tensor, names: Sequence[str] = EMOTIONS
                          f"{tuple(pred.shape)} and {tuple(truth.shape)}")
     out: dict[str, float] = {}
     for e, name in enumerate(names):
-        out[f"{name}_acc"], out[f"{name}_F1"] = _binary_pair(pred[:, e].bool(), truth[:, e].bool())
+        out[f"{name}_acc"], out[f"{name}_F1"] = accuracy_and_weighted_f1(pred[:, e], truth[:, e], 2)
     accs, f1s = [out[f"{n}_acc"] for n in names], [out[f"{n}_F1"] for n in names]
-    out["Avg_acc"] = sum(accs) / len(accs) if accs else _NAN
-    out["Avg_F1"] = sum(f1s) / len(f1s) if f1s else _NAN
+    out["Avg_acc"] = sum(accs) / len(accs) if accs else NAN
+    out["Avg_F1"] = sum(f1s) / len(f1s) if f1s else NAN
     return out
 
 
@@ -153,7 +152,7 @@ class ClassificationMetrics(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         if isinstance(self.preds, list) and len(self.preds) == 0:
-            values = dict.fromkeys(self.keys, _NAN)
+            values = dict.fromkeys(self.keys, NAN)
         else:
             pred, truth = dim_zero_cat(self.preds).cpu(), dim_zero_cat(self.targets).cpu()
             if self.scheme == "binary_sentiment":

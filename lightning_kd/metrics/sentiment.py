@@ -14,9 +14,14 @@ Two schemes, matching MMSA's ``__eval_mosei_regression`` (CMU-MOSI / CMU-MOSEI) 
 All F1 scores are scikit-learn's ``average="weighted"`` F1: per-class F1 ``2tp / (2tp + fp + fn)`` over the
 classes present in truth or prediction, averaged with the truth support as weight.
 
+The primitives are torchmetrics' functional API: class counts from ``multiclass_stat_scores`` (divided in
+float64 by :mod:`lightning_kd.metrics.label_scores`, because torchmetrics divides in float32),
+``mean_absolute_error`` and ``pearson_corrcoef`` on float64 tensors. The MMSA rules (filtering, clipping,
+rounding, binning, names) are this module's.
+
 Numerics: inputs are flattened and cast to float32 (MMSA sees float32 model outputs), so clipping, rounding
 and bin thresholds behave as in MMSA's numpy code (``0.1`` is compared as ``float32(0.1)`` and lands in the
-middle SIMS bin); ``MAE`` and ``Corr`` are then accumulated in float64. Results are not rounded (MMSA
+middle SIMS bin); ``MAE`` and ``Corr`` are then computed in float64. Results are not rounded (MMSA
 rounds to 4 decimals only for display).
 
 Edge cases (no exceptions are raised for them):
@@ -29,13 +34,15 @@ Edge cases (no exceptions are raised for them):
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.functional import mean_absolute_error, pearson_corrcoef
 from torchmetrics.utilities import dim_zero_cat
+
+from lightning_kd.metrics.label_scores import NAN, accuracy_and_weighted_f1
 
 __all__ = [
     "MMSA_KEYS",
@@ -62,9 +69,6 @@ _SIMS_CUTS_2 = (0.0,)
 _SIMS_CUTS_3 = (-0.1, 0.1)
 _SIMS_CUTS_5 = (-0.7, -0.1, 0.1, 0.7)
 
-_NAN = float("nan")
-
-
 def _prepare(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Flatten, detach and cast both to float32; check they hold the same number of values."""
     pred = torch.as_tensor(pred).detach().reshape(-1).to(torch.float32)
@@ -74,65 +78,48 @@ def _prepare(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return pred, target
 
 
-def _accuracy(pred_labels: Tensor, true_labels: Tensor) -> float:
-    """Fraction of equal labels; NaN when empty."""
-    if true_labels.numel() == 0:
-        return _NAN
-    return (pred_labels == true_labels).to(torch.float64).mean().item()
-
-
-def _weighted_f1(pred_labels: Tensor, true_labels: Tensor, num_classes: int) -> float:
-    """scikit-learn ``f1_score(truth, pred, average="weighted")`` for integer labels in ``[0, num_classes)``.
-
-    A class absent from truth has weight 0; a class absent from both is skipped (scikit-learn only looks
-    at the labels present). NaN when empty.
-    """
-    n = true_labels.numel()
-    if n == 0:
-        return _NAN
-    total = torch.zeros((), dtype=torch.float64, device=true_labels.device)
-    for c in range(num_classes):
-        is_pred, is_true = pred_labels == c, true_labels == c
-        tp = (is_pred & is_true).sum().to(torch.float64)
-        fp = (is_pred & ~is_true).sum().to(torch.float64)
-        fn = (~is_pred & is_true).sum().to(torch.float64)
-        denom = 2 * tp + fp + fn
-        f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(denom))
-        total = total + f1 * is_true.sum().to(torch.float64)
-    return (total / n).item()
-
-
 def _mae(pred: Tensor, target: Tensor) -> float:
+    """torchmetrics' mean absolute error in float64; NaN when empty."""
     if target.numel() == 0:
-        return _NAN
-    return (pred.to(torch.float64) - target.to(torch.float64)).abs().mean().item()
+        return NAN
+    return mean_absolute_error(pred.to(torch.float64), target.to(torch.float64)).item()
 
 
 def _pearson(pred: Tensor, target: Tensor) -> float:
-    """Pearson correlation in float64; NaN when either side has zero variance (or no samples)."""
+    """torchmetrics' Pearson correlation in float64 (clipped to [-1, 1], as ``np.corrcoef``).
+
+    NaN when either side is constant (zero variance) or holds a NaN/inf, or there are no samples (as
+    ``np.corrcoef``); those cases are caught here so torchmetrics' "variance close to zero" warning does not
+    fire on every constant prediction.
+    """
     if target.numel() == 0:
-        return _NAN
+        return NAN
     x, y = pred.to(torch.float64), target.to(torch.float64)
-    dx, dy = x - x.mean(), y - y.mean()
-    denom = torch.sqrt((dx * dx).sum() * (dy * dy).sum())
-    if denom.item() == 0.0:
-        return _NAN
-    r = ((dx * dy).sum() / denom).item()
-    # np.corrcoef clips to [-1, 1] against rounding error; do the same.
-    return r if math.isnan(r) else max(-1.0, min(1.0, r))
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        return NAN
+    if bool(x.min() == x.max()) or bool(y.min() == y.max()):
+        return NAN
+    return pearson_corrcoef(x, y).item()
 
 
 def _binary_pair(pred_pos: Tensor, true_pos: Tensor) -> tuple[float, float]:
     """(accuracy, weighted F1) for boolean positive/negative labels."""
-    p, t = pred_pos.long(), true_pos.long()
-    return _accuracy(p, t), _weighted_f1(p, t, 2)
+    return accuracy_and_weighted_f1(pred_pos.long(), true_pos.long(), 2)
 
 
 def _rounded_acc(pred: Tensor, target: Tensor, bound: float) -> float:
-    """MMSA ``__multiclass_acc`` after clipping to ``[-bound, bound]``; ``torch.round`` is half-to-even."""
-    p = torch.round(pred.clamp(-bound, bound))
-    t = torch.round(target.clamp(-bound, bound))
-    return _accuracy(p, t)
+    """MMSA ``__multiclass_acc`` after clipping to ``[-bound, bound]``; ``torch.round`` is half-to-even.
+
+    The rounded values -b..b become classes 0..2b; a NaN prediction (or truth) gets a class of its own that
+    matches nothing (class 2b+1 for pred, 2b+2 for truth), so it counts as a miss, as ``np.round(nan) == x`` does.
+    """
+    b = int(bound)
+
+    def classes(x: Tensor, nan_class: int) -> Tensor:
+        r = torch.round(x.clamp(-bound, bound)) + b
+        return torch.where(torch.isnan(r), torch.full_like(r, nan_class), r).long()
+
+    return accuracy_and_weighted_f1(classes(pred, 2 * b + 1), classes(target, 2 * b + 2), 2 * b + 3)[0]
 
 
 def mmsa_regression_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
@@ -179,11 +166,12 @@ def sims_regression_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
     p2, t2 = _sims_bins(pred, _SIMS_CUTS_2), _sims_bins(target, _SIMS_CUTS_2)
     p3, t3 = _sims_bins(pred, _SIMS_CUTS_3), _sims_bins(target, _SIMS_CUTS_3)
     p5, t5 = _sims_bins(pred, _SIMS_CUTS_5), _sims_bins(target, _SIMS_CUTS_5)
+    mult_acc_2, f1 = accuracy_and_weighted_f1(p2, t2, 2)
     return {
-        "Mult_acc_2": _accuracy(p2, t2),
-        "F1_score": _weighted_f1(p2, t2, 2),
-        "Mult_acc_3": _accuracy(p3, t3),
-        "Mult_acc_5": _accuracy(p5, t5),
+        "Mult_acc_2": mult_acc_2,
+        "F1_score": f1,
+        "Mult_acc_3": accuracy_and_weighted_f1(p3, t3, 3)[0],
+        "Mult_acc_5": accuracy_and_weighted_f1(p5, t5, 5)[0],
         "MAE": _mae(pred, target),
         "Corr": _pearson(pred, target),
     }
@@ -235,7 +223,7 @@ class SentimentMetrics(Metric):
     def compute(self) -> dict[str, Tensor]:
         fn, keys = _SCHEMES[self.scheme]
         if isinstance(self.preds, list) and len(self.preds) == 0:
-            values = dict.fromkeys(keys, _NAN)
+            values = dict.fromkeys(keys, NAN)
         else:
             # Evaluate on CPU: many tiny reductions, each read back with .item().
             values = fn(dim_zero_cat(self.preds).cpu(), dim_zero_cat(self.targets).cpu())
