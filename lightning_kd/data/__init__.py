@@ -11,9 +11,9 @@ from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiv
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.split import SplitTensors
-from lightning_kd.data.synthetic import SyntheticMMSADataModule, write_mmsa_pickle
-from lightning_kd.data.synthetic_mult import SyntheticMulTDataModule, write_mult_pickle
-from lightning_kd.data.synthetic_multiview import SyntheticMultiViewDataModule, write_multiview_mat
+from lightning_kd.data.generate.mmsa import SyntheticMMSADataModule, write_mmsa_pickle
+from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle
+from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule, write_multiview_mat
 
 __all__ = [
     "Batch",

@@ -28,10 +28,11 @@ from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.formats.common import float_array, format_error, load_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
-from lightning_kd.metrics.classification import EMOTIONS  # IEMOCAP order of the labels' axis 1 (MulT)
 
 __all__ = ["EMOTIONS", "MulTDataModule", "read_mult"]
 
+#: IEMOCAP emotions in MulT's order of the labels' axis 1 (the columns of an emotion ``target``)
+EMOTIONS: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Angry")
 
 Task = Literal["auto", "emotion", "sentiment"]
 MODALITIES = ("text", "audio", "vision")

@@ -1,7 +1,7 @@
 """Generator of MulT-style pickles (``iemocap_data.pkl`` / ``mosi_data.pkl`` layout), read by the real reader.
 
 Generative model (:func:`write_mult_pickle`), per sample ``i`` (K = 4), the same factor model as the MMSA
-generator (:mod:`lightning_kd.data.synthetic`):
+generator (:mod:`lightning_kd.data.generate.base`):
 
 * latent factors: shared ``s_i ~ N(0, I_K)`` seen by every modality, private ``p_i^m ~ N(0, I_K)`` seen by
   modality ``m`` only;
@@ -32,7 +32,9 @@ import numpy as np
 
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, Task
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.synthetic import GeneratedOnFirstUse, _K, _LABEL_W, _MODS, _NOISE, _PERIOD, _SPLITS, _atomic_pickle, _sequence
+from lightning_kd.data.generate.base import (
+    K, MODALITIES, NOISE, PERIOD, SPLITS, GeneratedOnFirstUse, sentiment_labels, sequence, write_pickle,
+)
 
 __all__ = ["MULT_DEFAULTS", "SyntheticMulTDataModule", "write_mult_pickle"]
 
@@ -49,14 +51,14 @@ _ZERO_STEPS = {"text": 0.02, "vision": 0.03}  # fraction of valid steps stored a
 
 
 def _unit_rows(rng: np.random.Generator, rows: int) -> np.ndarray:
-    u = rng.standard_normal((rows, _K))
+    u = rng.standard_normal((rows, K))
     return u / np.linalg.norm(u, axis=1, keepdims=True)
 
 
 def _emotion_scores(u: dict[str, np.ndarray], shared: np.ndarray, private: dict[str, np.ndarray],
                     noise: np.ndarray) -> np.ndarray:
     c = _EMO_W["shared"] * shared @ u["shared"].T + _EMO_W["noise"] * noise
-    for m in _MODS:
+    for m in MODALITIES:
         c += _EMO_W[m] * private[m] @ u[m].T
     return c
 
@@ -64,7 +66,7 @@ def _emotion_scores(u: dict[str, np.ndarray], shared: np.ndarray, private: dict[
 def _calibrate_offsets(u: dict[str, np.ndarray], rng: np.random.Generator, samples: int = 20000) -> np.ndarray:
     """Offsets that make ``argmax(scores + o)`` hit :data:`_EMO_FREQ` on a fixed Monte-Carlo sample."""
     e = len(EMOTIONS)
-    c = _emotion_scores(u, rng.standard_normal((samples, _K)), {m: rng.standard_normal((samples, _K)) for m in _MODS},
+    c = _emotion_scores(u, rng.standard_normal((samples, K)), {m: rng.standard_normal((samples, K)) for m in MODALITIES},
                         rng.standard_normal((samples, e)))
     o = np.zeros(e)
     for _ in range(200):
@@ -100,40 +102,35 @@ def _build_mult(dataset: Dataset, n: tuple[int, int, int], dims: tuple[int, int,
     if len(n) != 3 or len(dims) != 3 or min(dims) < 1 or length < 1 or min(n) < 0:
         raise ValueError(f"need 3 split sizes >= 0, 3 dims >= 1 and length >= 1; got n={n}, dims={dims}, length={length}")
     rng = np.random.default_rng([seed, 0])
-    dim = dict(zip(_MODS, dims))
-    w = {m: rng.standard_normal((2 * _K, dim[m])) / np.sqrt(2 * _K) for m in _MODS}
-    b = {m: (0.5 * rng.standard_normal(dim[m])).astype(np.float32) for m in _MODS}
+    dim = dict(zip(MODALITIES, dims))
+    w = {m: rng.standard_normal((2 * K, dim[m])) / np.sqrt(2 * K) for m in MODALITIES}
+    b = {m: (0.5 * rng.standard_normal(dim[m])).astype(np.float32) for m in MODALITIES}
     if dataset == "iemocap":
-        u = {k: _unit_rows(rng, len(EMOTIONS)) for k in ("shared", *_MODS)}
+        u = {k: _unit_rows(rng, len(EMOTIONS)) for k in ("shared", *MODALITIES)}
         offsets = _calibrate_offsets(u, np.random.default_rng([seed, 99]))
     else:
-        u = {k: _unit_rows(rng, 1)[0] for k in ("shared", *_MODS)}
-        label_std = np.sqrt(sum(v**2 for v in _LABEL_W.values()))
+        u = {k: _unit_rows(rng, 1)[0] for k in ("shared", *MODALITIES)}
 
     out: dict[str, dict[str, Any]] = {}
-    for si, split in enumerate(_SPLITS):
+    for si, split in enumerate(SPLITS):
         r = np.random.default_rng([seed, 1 + si])
         ns = n[si]
-        shared = r.standard_normal((ns, _K))
-        private = {m: r.standard_normal((ns, _K)) for m in _MODS}
+        shared = r.standard_normal((ns, K))
+        private = {m: r.standard_normal((ns, K)) for m in MODALITIES}
         if dataset == "iemocap":
             scores = _emotion_scores(u, shared, private, r.standard_normal((ns, len(EMOTIONS)))) + offsets
             labels = np.zeros((ns, len(EMOTIONS), 2), dtype=np.float32)
             labels[..., 0] = 1.0
             labels[np.arange(ns), scores.argmax(1)] = (0.0, 1.0)
         else:
-            y = _LABEL_W["shared"] * shared @ u["shared"] + _LABEL_W["noise"] * r.standard_normal(ns)
-            for m in _MODS:
-                y += _LABEL_W[m] * private[m] @ u[m]
-            y = np.round(np.clip(1.5 * y / label_std, -3.0, 3.0) * 5) / 5 + 0.0  # + 0.0 turns -0.0 into 0.0
-            labels = y.astype(np.float32).reshape(ns, 1, 1)
+            labels = sentiment_labels(r, shared, private, u).reshape(ns, 1, 1)
 
         lens = r.integers(min(length, max(1, int(np.ceil(0.4 * length)))), length + 1, size=ns)
         first = length - lens  # first valid step (left padding)
         feats: dict[str, np.ndarray] = {}
-        for m in _MODS:
+        for m in MODALITIES:
             z = np.concatenate([shared, private[m]], 1)
-            x = _left_pad(_sequence(r, z, w[m], b[m], lens, length, _PERIOD[m], _NOISE[m]), lens)
+            x = _left_pad(sequence(r, z, w[m], b[m], lens, length, PERIOD[m], NOISE[m]), lens)
             if m in _ZERO_STEPS:  # missing word vectors / faces: all-zero vectors at valid steps
                 drop = (r.random((ns, length)) < _ZERO_STEPS[m]) & (np.arange(length)[None, :] >= first[:, None])
                 x[drop] = 0.0
@@ -181,7 +178,7 @@ def write_mult_pickle(
     """
     path = Path(path)
     data = _build_mult(dataset, *_resolve(dataset, n, dims, length), seed)
-    _atomic_pickle(data, path)
+    write_pickle(data, path)
     return path
 
 
