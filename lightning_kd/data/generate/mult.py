@@ -12,7 +12,9 @@ generator (:mod:`lightning_kd.data.generate.base`):
   values are -inf (COVAREP), and vision is stored as float64;
 * IEMOCAP labels: four scores ``c_ie = 0.7 U_s[e].s_i + 0.8 U_t[e].p_i^t + 0.6 U_v[e].p_i^v + 0.2 U_a[e].p_i^a
   + 0.3 e_ie + o_e`` with fixed unit rows ``U``; the one emotion present is ``argmax_e c_ie`` (exactly one per
-  sample). Offsets ``o`` are calibrated (on a fixed Monte-Carlo sample) to class frequencies Neutral 0.4,
+  sample by default; with ``no_emotion`` / ``several_emotions`` that fraction of each split's samples, drawn
+  from a stream of their own so the rest of the file is unchanged, has no emotion present / also the
+  second-highest one, as real IEMOCAP rows can). Offsets ``o`` are calibrated (on a fixed Monte-Carlo sample) to class frequencies Neutral 0.4,
   Happy / Sad / Angry 0.2 each, so weighted F1 and accuracy differ. Stored as (N, 4, 2) float32 one-hot
   per emotion ([1, 0] absent, [0, 1] present);
 * MOSI labels: the MMSA generator's score ``0.7 u_s.s + 0.8 u_t.p^t + 0.6 u_v.p^v + 0.2 u_a.p^a + 0.1 e``,
@@ -95,10 +97,28 @@ def _resolve(dataset: str, n: tuple[int, int, int] | None, dims: tuple[int, int,
             int(d["length"] if length is None else length))
 
 
+def _odd_emotions(labels: np.ndarray, scores: np.ndarray, no_emotion: float, several: float,
+                  rng: np.random.Generator) -> None:
+    """In place: ``round(no_emotion N)`` samples lose their emotion, ``round(several N)`` others gain their
+    second-highest one."""
+    ns = len(labels)
+    k0, k2 = int(round(no_emotion * ns)), int(round(several * ns))
+    pick = rng.permutation(ns)
+    none, more = pick[:k0], pick[k0 : k0 + k2]
+    labels[none] = (1.0, 0.0)
+    second = np.argsort(scores[more], axis=1)[:, -2]
+    labels[more, second] = (0.0, 1.0)
+
+
 def _build_mult(dataset: Dataset, n: tuple[int, int, int], dims: tuple[int, int, int], length: int,
-                seed: int) -> dict[str, dict[str, Any]]:
+                seed: int, no_emotion: float = 0.0, several: float = 0.0) -> dict[str, dict[str, Any]]:
     if dataset not in MULT_DEFAULTS:
         raise ValueError(f"dataset must be one of {sorted(MULT_DEFAULTS)}, got {dataset!r}")
+    if not (0.0 <= no_emotion <= 1.0 and 0.0 <= several <= 1.0 and no_emotion + several <= 1.0):
+        raise ValueError(f"no_emotion and several_emotions are fractions of the samples with a sum <= 1; got "
+                         f"{no_emotion} and {several}")
+    if (no_emotion or several) and dataset != "iemocap":
+        raise ValueError("no_emotion / several_emotions apply to emotion labels (dataset 'iemocap') only")
     if len(n) != 3 or len(dims) != 3 or min(dims) < 1 or length < 1 or min(n) < 0:
         raise ValueError(f"need 3 split sizes >= 0, 3 dims >= 1 and length >= 1; got n={n}, dims={dims}, length={length}")
     rng = np.random.default_rng([seed, 0])
@@ -122,6 +142,8 @@ def _build_mult(dataset: Dataset, n: tuple[int, int, int], dims: tuple[int, int,
             labels = np.zeros((ns, len(EMOTIONS), 2), dtype=np.float32)
             labels[..., 0] = 1.0
             labels[np.arange(ns), scores.argmax(1)] = (0.0, 1.0)
+            if no_emotion or several:
+                _odd_emotions(labels, scores, no_emotion, several, np.random.default_rng([seed, 50 + si]))
         else:
             labels = sentiment_labels(r, shared, private, u).reshape(ns, 1, 1)
 
@@ -161,6 +183,8 @@ def write_mult_pickle(
     dims: tuple[int, int, int] | None = None,
     length: int | None = None,
     seed: int = 0,
+    no_emotion: float = 0.0,
+    several_emotions: float = 0.0,
 ) -> Path:
     """Write a synthetic MulT pickle in the real layout (see the module docstring).
 
@@ -172,12 +196,14 @@ def write_mult_pickle(
             MulT's ``mosi_data.pkl``).
         length: aligned padded length; default 20 (IEMOCAP) or 50 (MOSI).
         seed: the file is a pure function of its arguments.
+        no_emotion: IEMOCAP only: fraction of each split's samples with no emotion present.
+        several_emotions: IEMOCAP only: fraction of each split's samples with two emotions present.
 
     Returns:
         The path written.
     """
     path = Path(path)
-    data = _build_mult(dataset, *_resolve(dataset, n, dims, length), seed)
+    data = _build_mult(dataset, *_resolve(dataset, n, dims, length), seed, no_emotion, several_emotions)
     write_pickle(data, path)
     return path
 
@@ -187,8 +213,10 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
 
     Args:
         path: file to use; ``None`` gives ``data/synthetic/mult_{dataset}_{n}_{dims}_{length}_{data_seed}.pkl``
-            under the current directory. The file is generated when it does not exist, else reused.
-        dataset, n, dims, length, data_seed: arguments of :func:`write_mult_pickle` (``None`` = the data set's default).
+            (plus ``_none{f}_several{f}`` when those are set) under the current directory. The file is generated
+            when it does not exist, else reused.
+        dataset, n, dims, length, data_seed, no_emotion, several_emotions: arguments of :func:`write_mult_pickle`
+            (``None`` = the data set's default; ``data_seed`` is its ``seed``).
         Other arguments: see :class:`MulTDataModule`.
     """
 
@@ -200,6 +228,8 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
         dims: tuple[int, int, int] | None = None,
         length: int | None = None,
         data_seed: int = 0,
+        no_emotion: float = 0.0,
+        several_emotions: float = 0.0,
         task: Task = "auto",
         label_range: float = 3.0,
         batch_size: int = 32,
@@ -211,13 +241,17 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
     ) -> None:
         self.dataset, self.data_seed = dataset, data_seed
         self.n, self.dims, self.length = _resolve(dataset, n, dims, length)
+        self.no_emotion, self.several_emotions = no_emotion, several_emotions
         if path is None:
             j = lambda v: "-".join(map(str, v))  # noqa: E731
-            path = str(Path("data") / "synthetic" / f"mult_{dataset}_{j(self.n)}_{j(self.dims)}_{self.length}_{data_seed}.pkl")
+            odd = f"_none{no_emotion:g}_several{several_emotions:g}" if no_emotion or several_emotions else ""
+            name = f"mult_{dataset}_{j(self.n)}_{j(self.dims)}_{self.length}_{data_seed}{odd}.pkl"
+            path = str(Path("data") / "synthetic" / name)
         super().__init__(
             path, task=task, label_range=label_range, batch_size=batch_size, seed=seed, predict_split=predict_split,
             eval_batch_size=eval_batch_size, train_missing=train_missing, eval_missing=eval_missing,
         )
 
     def write_file(self, path: Path) -> None:
-        write_mult_pickle(path, dataset=self.dataset, n=self.n, dims=self.dims, length=self.length, seed=self.data_seed)
+        write_mult_pickle(path, dataset=self.dataset, n=self.n, dims=self.dims, length=self.length, seed=self.data_seed,
+                          no_emotion=self.no_emotion, several_emotions=self.several_emotions)
