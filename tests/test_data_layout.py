@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parents[1] / "lightning_kd"
 READERS = sorted((PKG / "data" / "formats").glob("*.py"))
 
@@ -67,6 +69,7 @@ for name in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_each_module_imports_first() -> None:
     """Each module imported first into an empty package (an import circle fails with a partial module)."""
     r = subprocess.run([sys.executable, "-c", _IMPORT_EACH_FIRST, *MODULES], capture_output=True, text=True,
