@@ -49,7 +49,8 @@ def test_existing_file_is_not_overwritten_without_force(tmp_path: Path, capsys: 
     assert _no_temp_files(tmp_path) == []
 
 
-def test_mfeat_folder_with_files_is_not_overwritten_without_force(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_mfeat_folder_with_files_is_not_overwritten_without_force(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
     generate_cli(["mfeat", "--out", str(tmp_path / "mf"), "--per-class", "1"])
     before = (tmp_path / "mf" / "mfeat-fou.csv").read_bytes()
     err = _error_line(capsys, ["mfeat", "--out", str(tmp_path / "mf"), "--per-class", "2", "--seed", "3"])

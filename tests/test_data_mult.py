@@ -12,9 +12,9 @@ import torch
 from lightning_kd.data import Batch, DataFormatError
 from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, read_mult
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 
 N = (40, 12, 16)
 DIMS = (16, 6, 5)

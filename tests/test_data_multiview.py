@@ -261,7 +261,8 @@ def test_kmeans_on_concatenated_views_beats_single_views(tmp_path: Path) -> None
 
 
 # -- clustering needs two or more classes ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("key", "labels"), [("Y", np.ones((6, 1))), ("gt", np.zeros((1, 6))), ("truth", np.full(6, 3.0))])
+@pytest.mark.parametrize(("key", "labels"),
+                         [("Y", np.ones((6, 1))), ("gt", np.zeros((1, 6))), ("truth", np.full(6, 3.0))])
 def test_single_class_file_is_one_line_naming_file_and_label_key(tmp_path: Path, key: str, labels: np.ndarray) -> None:
     path = _save(tmp_path / "one.mat", X1=np.random.default_rng(0).standard_normal((6, 3)), **{key: labels})
     with pytest.raises(DataFormatError) as err:

@@ -30,8 +30,16 @@ import torch
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.formats.common import (
-    check_label_range, float_array, format_error, load_pickle, nonfinite_error, require_keys, same_feature_sizes,
-    same_sample_count, split_dict, split_dicts,
+    check_label_range,
+    float_array,
+    format_error,
+    load_pickle,
+    nonfinite_error,
+    require_keys,
+    same_feature_sizes,
+    same_sample_count,
+    split_dict,
+    split_dicts,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors

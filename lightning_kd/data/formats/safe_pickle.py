@@ -20,9 +20,8 @@ import importlib
 import importlib.util
 import io
 import pickle
-from typing import IO, Any
-
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from typing import IO, Any
 
 import numpy as np
 

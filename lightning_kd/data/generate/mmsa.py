@@ -32,7 +32,16 @@ import numpy as np
 
 from lightning_kd.data.formats.mmsa import MMSADataModule
 from lightning_kd.data.generate.base import (
-    K, MODALITIES, NOISE, PERIOD, SPLITS, GeneratedOnFirstUse, sentiment_labels, sequence, valid_lengths, write_pickle,
+    MODALITIES,
+    NOISE,
+    PERIOD,
+    SPLITS,
+    GeneratedOnFirstUse,
+    K,
+    sentiment_labels,
+    sequence,
+    valid_lengths,
+    write_pickle,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 

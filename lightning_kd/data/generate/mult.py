@@ -10,13 +10,13 @@ generator (:mod:`lightning_kd.data.generate.base`):
   files) and zero padded at the START, as MulT stores its sequences; about 2 % of valid text steps (words
   without a GloVe vector) and 3 % of valid vision steps (no face found) are all zero, ~0.5 % of valid audio
   values are -inf (COVAREP), and vision is stored as float64;
-* IEMOCAP labels: four scores ``c_ie = 0.7 U_s[e].s_i + 0.8 U_t[e].p_i^t + 0.6 U_v[e].p_i^v + 0.2 U_a[e].p_i^a
-  + 0.3 e_ie + o_e`` with fixed unit rows ``U``; the one emotion present is ``argmax_e c_ie`` (exactly one per
-  sample by default; with ``no_emotion`` / ``several_emotions`` that fraction of each split's samples, drawn
-  from a stream of their own so the rest of the file is unchanged, has no emotion present / also the
-  second-highest one, as real IEMOCAP rows can). Offsets ``o`` are calibrated (on a fixed Monte-Carlo sample) to class frequencies Neutral 0.4,
-  Happy / Sad / Angry 0.2 each, so weighted F1 and accuracy differ. Stored as (N, 4, 2) float32 one-hot
-  per emotion ([1, 0] absent, [0, 1] present);
+* IEMOCAP labels: four scores ``c_ie = 0.7 U_s[e].s_i + 0.8 U_t[e].p_i^t + 0.6 U_v[e].p_i^v + 0.2 U_a[e].p_i^a +
+  0.3 e_ie + o_e`` with fixed unit rows ``U``; the one emotion present is ``argmax_e c_ie`` (exactly one per
+  sample by default; with ``no_emotion`` / ``several_emotions`` that fraction of each split's samples, drawn from
+  a stream of their own so the rest of the file is unchanged, has no emotion present / also the second-highest
+  one, as real IEMOCAP rows can). Offsets ``o`` are calibrated (on a fixed Monte-Carlo sample) to class
+  frequencies Neutral 0.4, Happy / Sad / Angry 0.2 each, so weighted F1 and accuracy differ. Stored as (N, 4, 2)
+  float32 one-hot per emotion ([1, 0] absent, [0, 1] present);
 * MOSI labels: the MMSA generator's score ``0.7 u_s.s + 0.8 u_t.p^t + 0.6 u_v.p^v + 0.2 u_a.p^a + 0.1 e``,
   scaled to std 1.5, clipped to [-3, 3], rounded to the 1/5 grid, stored as (N, 1, 1) float32;
 * ``id``: (N, 3) byte strings (video id, start, end).
@@ -33,10 +33,18 @@ from typing import Any, Literal
 import numpy as np
 
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, Task
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.generate.base import (
-    K, MODALITIES, NOISE, PERIOD, SPLITS, GeneratedOnFirstUse, sentiment_labels, sequence, write_pickle,
+    MODALITIES,
+    NOISE,
+    PERIOD,
+    SPLITS,
+    GeneratedOnFirstUse,
+    K,
+    sentiment_labels,
+    sequence,
+    write_pickle,
 )
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 
 __all__ = ["MULT_DEFAULTS", "SyntheticMulTDataModule", "write_mult_pickle"]
 
@@ -68,8 +76,9 @@ def _emotion_scores(u: dict[str, np.ndarray], shared: np.ndarray, private: dict[
 def _calibrate_offsets(u: dict[str, np.ndarray], rng: np.random.Generator, samples: int = 20000) -> np.ndarray:
     """Offsets that make ``argmax(scores + o)`` hit :data:`_EMO_FREQ` on a fixed Monte-Carlo sample."""
     e = len(EMOTIONS)
-    c = _emotion_scores(u, rng.standard_normal((samples, K)), {m: rng.standard_normal((samples, K)) for m in MODALITIES},
-                        rng.standard_normal((samples, e)))
+    shared = rng.standard_normal((samples, K))  # drawn in this order: shared, private per modality, noise
+    private = {m: rng.standard_normal((samples, K)) for m in MODALITIES}
+    c = _emotion_scores(u, shared, private, rng.standard_normal((samples, e)))
     o = np.zeros(e)
     for _ in range(200):
         freq = np.bincount((c + o).argmax(1), minlength=e) / samples
@@ -120,7 +129,8 @@ def _build_mult(dataset: Dataset, n: tuple[int, int, int], dims: tuple[int, int,
     if (no_emotion or several) and dataset != "iemocap":
         raise ValueError("no_emotion / several_emotions apply to emotion labels (dataset 'iemocap') only")
     if len(n) != 3 or len(dims) != 3 or min(dims) < 1 or length < 1 or min(n) < 0:
-        raise ValueError(f"need 3 split sizes >= 0, 3 dims >= 1 and length >= 1; got n={n}, dims={dims}, length={length}")
+        raise ValueError(f"need 3 split sizes >= 0, 3 dims >= 1 and length >= 1; got n={n}, dims={dims}, "
+                         f"length={length}")
     rng = np.random.default_rng([seed, 0])
     dim = dict(zip(MODALITIES, dims))
     w = {m: rng.standard_normal((2 * K, dim[m])) / np.sqrt(2 * K) for m in MODALITIES}

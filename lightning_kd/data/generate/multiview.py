@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 
 from lightning_kd.data.formats.multiview import MultiViewDataModule
-from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.generate.base import GeneratedOnFirstUse
+from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.io import atomic_write_binary
 
 __all__ = ["SyntheticMultiViewDataModule", "write_multiview_mat"]
