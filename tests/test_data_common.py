@@ -87,6 +87,6 @@ def test_same_feature_sizes_and_min_classes() -> None:
     with pytest.raises(DataFormatError, match="split 'valid', key 'a': feature size 3 differs from 4 in split 'train'"):
         common.same_feature_sizes(P, {"train": split(4), "valid": split(3)}, "fix")
     common.same_feature_sizes(P, {"train": split(4), "valid": split(3)}, "fix", size=lambda k, t: int(t.shape[1]))
-    with pytest.raises(DataFormatError, match=r"key 'gt': labels hold a single class \(2\) over 3 samples"):
+    with pytest.raises(DataFormatError, match=r"key 'gt': labels hold a single class over 3 samples"):
         common.check_min_classes(P, "gt", np.array([2, 2, 2]), "fix")
     common.check_min_classes(P, "gt", np.array([0, 1, 1]), "fix")

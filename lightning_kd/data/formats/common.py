@@ -173,6 +173,6 @@ def check_min_classes(path: Path, key: str, labels: np.ndarray, fix: str, minimu
     """At least ``minimum`` distinct labels (clustering and its metrics need two or more)."""
     classes = np.unique(labels)
     if len(classes) < minimum:
-        found = f"a single class ({int(classes[0])})" if len(classes) == 1 else f"{len(classes)} classes"
+        found = "a single class" if len(classes) == 1 else f"{len(classes)} classes"
         raise format_error(path, f"labels hold {found} over {len(labels)} samples; {purpose} needs at least "
                            f"{minimum} classes", None, key, fix)
