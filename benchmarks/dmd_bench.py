@@ -35,7 +35,7 @@ KEYS = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_
 
 def _ensure_data() -> None:
     if not DATA.exists():
-        from lightning_kd.data.synthetic import write_mmsa_pickle
+        from lightning_kd.data.generate.mmsa import write_mmsa_pickle
 
         write_mmsa_pickle(DATA, aligned=True, seed=0)
 

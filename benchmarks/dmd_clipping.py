@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "dmd_clipping.json")
     a, overrides = p.parse_known_args()  # further --key=value arguments go to every run's CLI
     if a.data == DATA and not DATA.exists():
-        from lightning_kd.data.synthetic import write_mmsa_pickle
+        from lightning_kd.data.generate.mmsa import write_mmsa_pickle
 
         write_mmsa_pickle(DATA, aligned=True, seed=0)
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -113,7 +113,7 @@ def main() -> None:
               f"{row['val']['Has0_acc_2']:.4f}; test MAE {row['test']['MAE']:.4f} Has0_acc_2 "
               f"{row['test']['Has0_acc_2']:.4f}; fit {row['fit_wall_s']:.0f} s", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    data = "generated MOSI-shaped aligned MMSA (lightning_kd.data.synthetic, seed 0)" if a.data == DATA else str(a.data)
+    data = "generated MOSI-shaped aligned MMSA (lightning_kd.data.generate.mmsa, seed 0)" if a.data == DATA else str(a.data)
     a.out.write_text(json.dumps({"data": data, "config": str(CONFIG.relative_to(ROOT)), "overrides": overrides,
                                  "machine": "2 CPU cores, no GPU, 1 thread per run", "runs": rows}, indent=2))
 

@@ -136,7 +136,7 @@ def pipeline_cli(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "generate":
-        from lightning_kd.data.synthetic import generate_cli
+        from lightning_kd.data.generate.command import generate_cli
 
         generate_cli(args[1:])
         return

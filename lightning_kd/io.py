@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -20,17 +20,25 @@ __all__ = ["atomic_write_binary", "atomic_write_text", "file_sha256"]
 def _atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str, **open_kwargs: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    for _ in range(100):
+        # The name is chosen before the file exists, so an exception raised the instant it is created (e.g. the
+        # SystemExit of a SIGTERM handler) still removes it. Exclusive create: FileExistsError = not ours.
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            try:
+                f = open(tmp, mode.replace("w", "x"), **open_kwargs)
+            except FileExistsError:
+                continue
+            with f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+    raise FileExistsError(f"{path}: no free temporary file name in {path.parent}")
 
 
 def atomic_write_binary(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from lightning_kd.data.synthetic import write_mmsa_pickle  # noqa: E402
+from lightning_kd.data.generate.mmsa import write_mmsa_pickle  # noqa: E402
 from repo_clean import repository_stays_clean  # noqa: E402, F401  (autouse: tests never write into the checkout)
 
 TINY_N = (40, 12, 16)
@@ -65,7 +65,7 @@ TINY_MULT_LENGTH = 10
 @pytest.fixture(scope="session")
 def tiny_mult_iemocap(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny MulT IEMOCAP pickle: n=(40, 12, 16), dims (16, 6, 5), length 10, labels (N, 4, 2)."""
-    from lightning_kd.data.synthetic_mult import write_mult_pickle
+    from lightning_kd.data.generate.mult import write_mult_pickle
 
     path = tmp_path_factory.mktemp("mult") / "iemocap_data.pkl"
     return write_mult_pickle(path, dataset="iemocap", n=TINY_MULT_N, dims=TINY_MULT_DIMS, length=TINY_MULT_LENGTH,
@@ -75,7 +75,7 @@ def tiny_mult_iemocap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mult_mosi(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny MulT MOSI pickle: n=(40, 12, 16), dims (16, 6, 5), length 10, labels (N, 1, 1) scores."""
-    from lightning_kd.data.synthetic_mult import write_mult_pickle
+    from lightning_kd.data.generate.mult import write_mult_pickle
 
     path = tmp_path_factory.mktemp("mult") / "mosi_data.pkl"
     return write_mult_pickle(path, dataset="mosi", n=TINY_MULT_N, dims=TINY_MULT_DIMS, length=TINY_MULT_LENGTH, seed=0)

@@ -10,7 +10,8 @@ import pytest
 
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats import mfeat
-from lightning_kd.data.formats.mfeat import MFEAT_DIMS, MfeatDataModule, read_mfeat, write_mfeat_csvs
+from lightning_kd.data.formats.mfeat import MFEAT_DIMS, MfeatDataModule, read_mfeat
+from lightning_kd.data.generate.mfeat import write_mfeat_csvs
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import torch
 from lightning_kd.data import Batch, DataFormatError
 from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
-from lightning_kd.data.synthetic import SyntheticMMSADataModule, generate_cli, write_mmsa_pickle
+from lightning_kd.data.generate.command import generate_cli
+from lightning_kd.data.generate.mmsa import SyntheticMMSADataModule, write_mmsa_pickle
 
 N = (40, 12, 16)
 DIMS = (32, 5, 7)

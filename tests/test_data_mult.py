@@ -12,9 +12,9 @@ import torch
 from lightning_kd.data import Batch, DataFormatError
 from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, read_mult
+from lightning_kd.data.generate.command import generate_cli
+from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.synthetic import generate_cli
-from lightning_kd.data.synthetic_mult import SyntheticMulTDataModule, write_mult_pickle
 
 N = (40, 12, 16)
 DIMS = (16, 6, 5)
@@ -391,3 +391,69 @@ def test_iemocap_is_learnable_text_best(tmp_path: Path) -> None:
     assert np.mean(acc["text"]) > np.mean(acc["vision"]) > np.mean(acc["audio"]), acc
     assert np.mean(f1["text"]) > np.mean(f1["audio"]) + 0.05, f1
     assert f1["text"] != acc["text"]  # weighted F1 and accuracy differ on the imbalanced classes
+
+
+# -- samples with no emotion or several (real IEMOCAP rows can be either) ------------------------------------------
+def test_samples_with_no_or_several_emotions_are_counted_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                   iemocap: Path) -> None:
+    import logging
+
+    from lightning_kd.data.formats.mult import emotion_label_counts
+
+    path = write_mult_pickle(tmp_path / "iemocap_data.pkl", dataset="iemocap", n=(40, 20, 10), dims=DIMS, length=L,
+                             seed=0, no_emotion=0.1, several_emotions=0.05)
+    raw = _raw(path)
+    with caplog.at_level(logging.WARNING, logger="lightning_kd.data.formats.mult"):
+        splits = read_mult(path)
+    want = {"train": (4, 2), "valid": (2, 1), "test": (1, 0)}  # round(0.1 N), round(0.05 N)
+    for s, (none, several) in want.items():
+        present = raw[s]["labels"][..., 1].sum(1)  # ground truth from the file itself
+        assert ((present == 0).sum(), (present == 2).sum()) == (none, several)
+        assert emotion_label_counts(splits[s].target) == {"no_emotion": none, "several": several}
+        # the reader keeps every row as it is: (N, 4) 0/1 presence, no argmax to a single emotion
+        assert torch.equal(splits[s].target, torch.from_numpy(raw[s]["labels"][..., 1].astype(np.int64)))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["iemocap_data.pkl train: 4 samples with no emotion, 2 with several",
+                     "iemocap_data.pkl valid: 2 samples with no emotion, 1 with several",
+                     "iemocap_data.pkl test: 1 samples with no emotion, 0 with several"]
+
+    dm = MulTDataModule(str(path))
+    assert dm.label_counts == {"train": {"no_emotion": 4, "several": 2}, "valid": {"no_emotion": 2, "several": 1},
+                               "test": {"no_emotion": 1, "several": 0}}
+    # the default file has exactly one emotion per sample: zero counts, no log line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lightning_kd.data.formats.mult"):
+        plain = MulTDataModule(str(iemocap))
+        assert plain.label_counts == {s: {"no_emotion": 0, "several": 0} for s in SPLITS}
+    assert caplog.records == []
+
+
+def test_odd_emotions_leave_the_rest_of_the_file_unchanged(tmp_path: Path, iemocap: Path) -> None:
+    odd = _raw(write_mult_pickle(tmp_path / "odd.pkl", dataset="iemocap", n=N, dims=DIMS, length=L, seed=0,
+                                 no_emotion=0.2, several_emotions=0.2))
+    ref = _raw(iemocap)
+    for s in SPLITS:
+        for k in ("text", "audio", "vision"):
+            np.testing.assert_array_equal(odd[s][k], ref[s][k])
+        changed = (odd[s]["labels"] != ref[s]["labels"]).any(axis=(1, 2))
+        assert changed.sum() == round(0.2 * N[SPLITS.index(s)]) * 2
+        # a sample with several keeps its own (argmax) emotion and adds one
+        several = odd[s]["labels"][..., 1].sum(1) == 2
+        assert (odd[s]["labels"][several, :, 1] >= ref[s]["labels"][several, :, 1]).all()
+
+
+def test_sentiment_file_has_no_label_counts(tmp_path: Path, tiny_mult_mosi: Path) -> None:
+    assert MulTDataModule(str(tiny_mult_mosi)).label_counts is None
+    with pytest.raises(ValueError, match="iemocap"):
+        write_mult_pickle(tmp_path / "m.pkl", dataset="mosi", no_emotion=0.1)
+    with pytest.raises(ValueError, match="sum <= 1"):
+        write_mult_pickle(tmp_path / "i.pkl", no_emotion=0.7, several_emotions=0.7)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synthetic_datamodule_writes_odd_emotions(tmp_path: Path) -> None:
+    dm = SyntheticMulTDataModule(path=str(tmp_path / "i.pkl"), n=(20, 10, 10), dims=DIMS, length=L,
+                                 no_emotion=0.1, several_emotions=0.1)
+    assert dm.label_counts["train"] == {"no_emotion": 2, "several": 2}
+    auto = SyntheticMulTDataModule(n=(20, 10, 10), dims=DIMS, length=L, no_emotion=0.1, several_emotions=0.05)
+    assert Path(auto.path).name == "mult_iemocap_20-10-10_16-6-5_10_0_none0.1_several0.05.pkl"

@@ -13,8 +13,8 @@ import torch
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiview_mat
-from lightning_kd.data.synthetic import generate_cli
-from lightning_kd.data.synthetic_multiview import _build, write_multiview_mat
+from lightning_kd.data.generate.command import generate_cli
+from lightning_kd.data.generate.multiview import _build, write_multiview_mat
 
 FIX = "lightning-kd generate multiview --out FILE"
 
@@ -258,3 +258,31 @@ def test_kmeans_on_concatenated_views_beats_single_views(tmp_path: Path) -> None
     single = [kmeans_acc(x) for x in views]
     assert joint > 0.9, joint  # chance is 0.2
     assert max(single) < joint - 0.05, (single, joint)  # each view alone is imperfect
+
+
+# -- clustering needs two or more classes ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "labels"),
+                         [("Y", np.ones((6, 1))), ("gt", np.zeros((1, 6))), ("truth", np.full(6, 3.0))])
+def test_single_class_file_is_one_line_naming_file_and_label_key(tmp_path: Path, key: str, labels: np.ndarray) -> None:
+    path = _save(tmp_path / "one.mat", X1=np.random.default_rng(0).standard_normal((6, 3)), **{key: labels})
+    with pytest.raises(DataFormatError) as err:
+        read_multiview_mat(path)
+    msg = _check_error(err, path, key)
+    assert "\n" not in msg and "a single class" in msg and "at least 2 classes" in msg, msg
+    with pytest.raises(DataFormatError, match="a single class"):
+        MultiViewDataModule(str(path)).setup("fit")
+
+
+def test_single_class_file_through_the_cli_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pathlib import Path as _P
+
+    from lightning_kd.cli import main
+
+    path = _save(tmp_path / "one.mat", X1=np.ones((6, 3)), Y=np.ones((6, 1)))
+    cfg = _P(__file__).resolve().parents[1] / "configs" / "vlsg" / "mat.yaml"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "-c", str(cfg), "--data.init_args.path", str(path), "--trainer.logger=false",
+              f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lightning-kd: error: ") and str(path) in err[-1] and "'Y'" in err[-1], err[-3:]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
-from lightning_kd.data.synthetic_multiview import SyntheticMultiViewDataModule
+from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule
 
 
 def _dense_knn(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

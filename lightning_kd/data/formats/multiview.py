@@ -24,7 +24,7 @@ import torch
 
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
-from lightning_kd.data.formats.common import format_error
+from lightning_kd.data.formats.common import check_min_classes, format_error
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 from lightning_kd.data.split import SplitTensors
 
@@ -155,12 +155,15 @@ def read_multiview_mat(path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
 
     Raises:
         DataFileNotFoundError: no such file.
-        DataFormatError: unreadable / v7.3 file or broken layout; the message names the file, key and fix.
+        DataFormatError: unreadable / v7.3 file, broken layout, or labels of a single class (clustering needs
+            two or more); the message names the file, key and fix.
     """
     path = Path(path)
     d = _load(path)
-    labels, _ = _labels(path, d)
+    labels, label_key = _labels(path, d)
     views = [_view(path, key, value, len(labels)) for key, value in _view_values(path, d)]
+    check_min_classes(path, label_key, labels, "give a file whose labels hold two or more classes (they set the "
+                      "number of clusters and score them)")
     return views, labels
 
 

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 
 from lightning_kd.data.formats.multiview import MultiViewDataModule
+from lightning_kd.data.generate.base import GeneratedOnFirstUse
 from lightning_kd.data.semantic_graph import SemanticGraph
-from lightning_kd.data.synthetic import GeneratedOnFirstUse
 from lightning_kd.io import atomic_write_binary
 
 __all__ = ["SyntheticMultiViewDataModule", "write_multiview_mat"]
@@ -61,7 +61,7 @@ def write_multiview_mat(
         layout: ``"cell"`` (``X`` cell + ``Y``) or ``"numbered"`` (``X1``..``Xv`` + ``gt``).
         n: samples.
         dims: feature size of each view (one view per entry).
-        clusters: number of clusters K.
+        clusters: number of clusters K (2 .. n).
         one_based: labels 1..K (MATLAB style) instead of 0..K-1.
         transpose: store views as D x N (then no entry of ``dims`` may equal ``n``: the reader could not tell).
         seed: the file is a pure function of its arguments.
@@ -75,9 +75,9 @@ def write_multiview_mat(
     dims = tuple(int(d) for d in dims)
     if layout not in ("cell", "numbered"):
         raise ValueError(f"layout must be 'cell' or 'numbered', got {layout!r}")
-    if n < 1 or clusters < 1 or clusters > n or not dims or min(dims) < 1:
-        raise ValueError(f"need n >= 1, 1 <= clusters <= n and at least one dim >= 1; got n={n}, clusters={clusters}, "
-                         f"dims={dims}")
+    if n < 2 or clusters < 2 or clusters > n or not dims or min(dims) < 1:
+        raise ValueError(f"need 2 <= clusters <= n (clustering needs two or more classes) and at least one dim >= 1; "
+                         f"got n={n}, clusters={clusters}, dims={dims}")
     if transpose and n in dims:
         raise ValueError(f"transpose with a view of {n} features = n samples is ambiguous; change n or dims")
     views, z = _build(n, dims, clusters, seed, noise)
