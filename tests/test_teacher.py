@@ -24,7 +24,7 @@ from lightning_kd.data.formats.mmsa import MMSADataModule
 from lightning_kd.data.synthetic import write_mmsa_pickle
 from lightning_kd.distill import TeacherError, TeacherMixin, load_teacher
 from lightning_kd.distill.teacher import TeacherNotFoundError
-from lightning_kd.methods.base import CheckpointMismatchError
+from lightning_kd.checkpoint import CheckpointMismatchError
 from lightning_kd.methods.fusion import FusionBaseline
 
 FUSION = "lightning_kd.methods.fusion.module.FusionBaseline"

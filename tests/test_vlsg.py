@@ -16,7 +16,7 @@ import torch
 from lightning_kd.cli import main
 from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.synthetic_multiview import SyntheticMultiViewDataModule, write_multiview_mat
-from lightning_kd.methods.base import ConfigError
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.vlsg import VLSG
 from lightning_kd.metrics.clustering import clustering_metrics
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError, ConfigError  # noqa: F401 (re-exported)
+from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError
 from lightning_kd.data.batch import Batch
 from lightning_kd.metrics.sentiment import SentimentMetrics
 
