@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from conftest import TINY_MODEL_ARGS
+from lightning_kd.checkpoint import CheckpointMismatchError, load_checkpoint
 from lightning_kd.cli import main
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.formats.mmsa import MMSADataModule
 from lightning_kd.data.synthetic import write_mmsa_pickle
 from lightning_kd.distill import TeacherError, TeacherMixin, load_teacher
 from lightning_kd.distill.teacher import TeacherNotFoundError
-from lightning_kd.checkpoint import CheckpointMismatchError, load_checkpoint
 from lightning_kd.methods.fusion import FusionBaseline
 
 FUSION = "lightning_kd.methods.fusion.module.FusionBaseline"
