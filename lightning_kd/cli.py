@@ -19,7 +19,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
 from lightning_kd.callbacks.run_dir import output_dir_problem, planned_run_dir, remove_unused_run_dir
-from lightning_kd.checkpoint import CHECKPOINT_KEY, OutputPathError, UserError, load_checkpoint, register_safe_globals
+from lightning_kd.checkpoint import (CHECKPOINT_KEY, ConfigError, OutputPathError, UserError, load_checkpoint,
+                                     register_safe_globals)
 from lightning_kd.trainer import KDTrainer
 
 CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
@@ -35,7 +36,11 @@ class KDArgumentParser(LightningArgumentParser):
     """LightningArgumentParser whose errors are one line (the error, then where to look), not 50 lines of usage."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        from jsonargparse._common import debug_mode_active
+        try:
+            from jsonargparse._common import debug_mode_active
+        except ImportError:  # a jsonargparse without it: JSONARGPARSE_DEBUG is its switch
+            def debug_mode_active() -> bool:
+                return bool(os.environ.get("JSONARGPARSE_DEBUG"))
 
         if not self.exit_on_error or debug_mode_active():  # parsing attempts inside jsonargparse: let it raise
             super().error(message, ex)
@@ -183,7 +188,8 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
     """Fit each stage config in order; every stage after the first gets the previous stage's best checkpoint
     as ``model.init_args.teacher_ckpt``. ``extra`` arguments apply to every stage. Returns the checkpoints."""
     if len(stages) < 2:
-        raise ValueError("a pipeline needs at least two stage configs (teacher, then student)")
+        raise ConfigError("a pipeline needs at least two stage configs (teacher, then student), e.g. `lightning-kd "
+                          "pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml`")
     ckpts: list[str] = []
     for i, cfg in enumerate(stages):
         chain = [TEACHER_OPTION, ckpts[-1]] if ckpts else []
@@ -192,7 +198,7 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
         cb = cli.trainer.checkpoint_callback
         best = cb.best_model_path if cb is not None else ""
         if not best:
-            raise RuntimeError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
+            raise ConfigError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
                                "stage has no teacher; enable a ModelCheckpoint in that config")
         ckpts.append(best)
     print("lightning-kd pipeline: done; checkpoints:\n  " + "\n  ".join(ckpts), flush=True)

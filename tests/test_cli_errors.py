@@ -236,3 +236,9 @@ def test_missing_clip_weights_is_one_line(tmp_path: Path, capsys: pytest.Capture
               "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     err = one_line_error(capsys, exc)
     assert missing in err and "data.init_args.pretrained" in err
+
+
+def test_pipeline_with_one_stage_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["pipeline", str(ROOT / "configs/corrkd/synthetic_teacher.yaml")])
+    assert "at least two stage configs" in one_line_error(capsys, exc)
