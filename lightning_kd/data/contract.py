@@ -113,7 +113,8 @@ def check_data(needs: DataNeeds, datamodule: object, method: str, where: str = "
     if wrong_target and kind in CONFIGS_FOR:
         fix = f"use {CONFIGS_FOR[kind]} for this data, or give {method} data with {needs.describe(stage)}"
     else:
-        fix = f"give {method} data with {needs.describe(stage)} (missing: {', '.join(missing)})"
+        fix = f"give {method} data with {needs.describe(stage)}"
+        fix += f" (missing: {', '.join(missing)})" if missing else ""
     raise DataMismatchError(f"{where} builds {method}, which needs {needs.describe(stage)}; {source} provides "
                             f"{describe_provided(provided or [], kind)}. Fix: {fix}.")
 
