@@ -8,24 +8,61 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from pathlib import Path
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
-from lightning_kd.checkpoint import CHECKPOINT_KEY, UserError
+from lightning_kd.callbacks.run_dir import output_dir_problem, planned_run_dir, remove_unused_run_dir
+from lightning_kd.checkpoint import (CHECKPOINT_KEY, ConfigError, OutputPathError, UserError, load_checkpoint,
+                                     register_safe_globals)
 from lightning_kd.trainer import KDTrainer
+
+CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
+#: ``--ckpt_path`` values Lightning resolves itself (no local file to check here)
+_LIGHTNING_CKPT_NAMES = ("best", "last", "hpc")
+
+#: lines of a jsonargparse error that only restate the structure (dropped from the one-line message)
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:",
+          "Given value:", "Expected a <class 'NoneType'>")
+
+
+class KDArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser whose errors are one line (the error, then where to look), not 50 lines of usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        try:
+            from jsonargparse._common import debug_mode_active
+        except ImportError:  # a jsonargparse without it: JSONARGPARSE_DEBUG is its switch
+            def debug_mode_active() -> bool:
+                return bool(os.environ.get("JSONARGPARSE_DEBUG"))
+
+        if not self.exit_on_error or debug_mode_active():  # parsing attempts inside jsonargparse: let it raise
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        words = parser.prog.replace(" [options]", "").split()
+        command = " ".join(["lightning-kd", *words[1:]])
+        lines = [ln.strip().removeprefix("- ") for ln in str(message).splitlines()]
+        text = " ".join(ln for ln in lines if ln and not ln.startswith(_NOISE))
+        sys.stderr.write(f"lightning-kd: error: {text} (see `{command} --help`)\n")
+        sys.exit(2)
 
 
 class KDCLI(LightningCLI):
     """LightningCLI with the project's links and run conventions.
 
     - ``data.feature_dims`` / ``data.seq_lens`` are linked into the model at instantiation, so configs
-      never repeat numbers the data knows.
+      never repeat numbers the data knows. Before the model is built, the datamodule is checked against what
+      the method declares it needs (``data_needs``, :mod:`lightning_kd.data.contract`).
+    - ``--ckpt_path`` is read with ``weights_only=True`` and must be a checkpoint of the configured method.
     - ``--test_after_fit true`` tests the best checkpoint at the end of ``fit`` (the DMD protocol).
     - Every run writes into its own directory (logger version); config.yaml, checkpoints,
-      test_metrics.json and predictions.csv live there.
+      test_metrics.json and predictions.csv live there. A run that fails before writing results leaves none.
     """
 
     @staticmethod
@@ -33,43 +70,79 @@ class KDCLI(LightningCLI):
         return {**LightningCLI.subcommands(), "robustness": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.feature_dims", "model.init_args.feature_dims", apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.feature_dims", compute_fn=self._checked_feature_dims,
+                              apply_on="instantiate")
         parser.link_arguments("data.seq_lens", "model.init_args.seq_lens", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best checkpoint and write test_metrics.json.")
 
+    # -- the data fits the method (checked after the datamodule, before the model is built) ----------------
+    def _checked_feature_dims(self, datamodule: Any) -> dict[str, int] | None:
+        self._check_data(datamodule)
+        return getattr(datamodule, "feature_dims", None)
+
+    def _check_data(self, datamodule: Any) -> None:
+        from lightning_kd.data.contract import check_data
+
+        cfg = self.config.get(str(self.subcommand), self.config)
+        model_cfg = cfg.get("model")
+        cls = _import(str(model_cfg.get("class_path", ""))) if model_cfg is not None else None
+        needs_fn = getattr(cls, "data_needs", None)
+        if not callable(needs_fn):
+            return
+        init_args = model_cfg.get("init_args")
+        hparams = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
+        files = [str(getattr(c, "relative", c)) for c in (cfg.get("config") or [])]
+        where = " + ".join(files) if files else "the command line"
+        check_data(needs_fn(hparams), datamodule, cls.__name__, where=where, stage=self.subcommand)
+
+    # -- --ckpt_path: safe, readable, and of this method --------------------------------------------------
     def _parse_ckpt_path(self) -> None:
-        """Refuse a ``--ckpt_path`` of another method before Lightning merges its hyper-parameters into the config
-        (Lightning >= 2.5 would otherwise swap the configured model class for the checkpoint's)."""
-        self._check_ckpt_method()
+        """Check ``--ckpt_path`` before Lightning merges its hyper-parameters into the config (Lightning >= 2.5
+        would otherwise swap the configured model class for the checkpoint's): the file is read with
+        ``weights_only=True`` (refused unread if it needs more), must be a Lightning checkpoint, and must hold
+        the configured method. Each failure is one line naming the file and the fix."""
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and not (str(ckpt_path) in _LIGHTNING_CKPT_NAMES or str(ckpt_path).startswith("registry")
+                              or "://" in str(ckpt_path)):
+            # mmap: the tag and hyper-parameters are read here, the weights when Lightning loads the file next
+            checkpoint = load_checkpoint(ckpt_path, fix=CKPT_FIX, mmap=True)
+            self._check_ckpt_method(checkpoint.get(CHECKPOINT_KEY), str(ckpt_path))
         super()._parse_ckpt_path()
 
-    def _check_ckpt_method(self) -> None:
-        import importlib
-        from pathlib import Path
-
-        import torch
-
+    def _check_ckpt_method(self, tag: Any, ckpt_path: str) -> None:
         from lightning_kd.methods.base import MethodModule
 
         sub = self.config.get("subcommand")
-        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
+        cls = _import(str(self.config[sub].get("model", {}).get("class_path", "")))
+        if isinstance(cls, type) and issubclass(cls, MethodModule):
+            cls.check_checkpoint_tag(tag if isinstance(tag, dict) else None, f"checkpoint {ckpt_path}")
+
+    # -- outputs ------------------------------------------------------------------------------------------
+    def after_instantiate_classes(self) -> None:
+        """Refuse a ``save_dir`` / ``default_root_dir`` that is a file or not writable, before anything runs."""
+        trainer = self.trainer
+        if trainer is None or trainer.fast_dev_run:  # a smoke run writes nothing
             return
-        class_path = str(self.config[sub].get("model", {}).get("class_path", ""))
-        module_name, _, name = class_path.rpartition(".")
+        places = [("trainer.logger.init_args.save_dir", lg.save_dir) for lg in trainer.loggers
+                  if isinstance(getattr(lg, "save_dir", None), (str, os.PathLike))]
+        places.append(("trainer.default_root_dir", trainer.default_root_dir))
+        for option, path in places:
+            problem = output_dir_problem(path)
+            if problem:
+                raise OutputPathError(f"`--{option}` {path} cannot hold the run: {problem}. Fix: set `--{option}` "
+                                      "to a writable directory.")
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        planned = planned_run_dir(self.trainer)
+        new_dir = planned is not None and not planned.exists()
         try:
-            cls = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError, ValueError):
-            return
-        if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
-            return
-        try:
-            # mmap: only the small tag is read here, not the weights (Lightning loads the file next)
-            tag = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True).get(CHECKPOINT_KEY)
-        except Exception:  # noqa: BLE001 - not a readable checkpoint: Lightning reports it
-            return
-        cls.check_checkpoint_tag(tag, f"checkpoint {ckpt_path}")
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if new_dir:  # a failed run leaves no directory holding only config.yaml / logger files
+                remove_unused_run_dir(planned, self.trainer)
+            raise
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
@@ -80,14 +153,25 @@ class KDCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 
+def _import(class_path: str) -> Any:
+    """``package.module.Name`` -> the object, or None when it cannot be imported (jsonargparse reports that)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
     """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (notebooks, sweeps, tests)."""
+    register_safe_globals()  # Lightning's own checkpoint loads accept what the teacher loader accepts
     return KDCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         trainer_class=KDTrainer,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        parser_class=KDArgumentParser,
         save_config_callback=RunDirSaveConfig,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": [EpochSeed(), TestMetricsWriter(), PredictionCSVWriter()]},
@@ -104,7 +188,8 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
     """Fit each stage config in order; every stage after the first gets the previous stage's best checkpoint
     as ``model.init_args.teacher_ckpt``. ``extra`` arguments apply to every stage. Returns the checkpoints."""
     if len(stages) < 2:
-        raise ValueError("a pipeline needs at least two stage configs (teacher, then student)")
+        raise ConfigError("a pipeline needs at least two stage configs (teacher, then student), e.g. `lightning-kd "
+                          "pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml`")
     ckpts: list[str] = []
     for i, cfg in enumerate(stages):
         chain = [TEACHER_OPTION, ckpts[-1]] if ckpts else []
@@ -113,7 +198,7 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
         cb = cli.trainer.checkpoint_callback
         best = cb.best_model_path if cb is not None else ""
         if not best:
-            raise RuntimeError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
+            raise ConfigError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
                                "stage has no teacher; enable a ModelCheckpoint in that config")
         ckpts.append(best)
     print("lightning-kd pipeline: done; checkpoints:\n  " + "\n  ".join(ckpts), flush=True)
@@ -135,22 +220,38 @@ def pipeline_cli(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] == "generate":
-        from lightning_kd.data.generate.command import generate_cli
-
-        generate_cli(args[1:])
-        return
     try:
-        if args and args[0] == "pipeline":
+        if args and args[0] == "generate":
+            from lightning_kd.data.generate.command import generate_cli
+
+            _check_generate_out(args[1:])
+            generate_cli(args[1:])
+        elif args and args[0] == "pipeline":
             pipeline_cli(args[1:])
-            return
-        build_cli(None if argv is None else args)
+        else:
+            build_cli(None if argv is None else args)
     except Exception as err:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse's instantiation
         known = _user_error(err)
         if known is None:
             raise
         print(f"lightning-kd: error: {known}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _check_generate_out(args: list[str]) -> None:
+    """``generate ... --out PATH``: a file for every format but ``mfeat`` (a folder), in a writable place."""
+    out = next((a.split("=", 1)[1] for a in args if a.startswith("--out=")), None)
+    if out is None and "--out" in args[:-1]:
+        out = args[args.index("--out") + 1]
+    if not out:
+        return
+    path = Path(out).expanduser()
+    folder = bool(args) and args[0] == "mfeat"
+    if path.is_dir() and not folder:
+        raise OutputPathError(f"`--out` {path} is a directory. Fix: give a file name, e.g. --out {path / 'data.pkl'}")
+    problem = output_dir_problem(path if folder else path.parent)
+    if problem:
+        raise OutputPathError(f"`--out` {path} cannot be written: {problem}. Fix: choose a path in a writable folder.")
 
 
 USER_ERRORS = (UserError, FileNotFoundError)

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY_MODEL_ARGS
-from lightning_kd.cli import main
+from lightning_kd.checkpoint import load_checkpoint
+from lightning_kd.cli import build_cli, main
+from lightning_kd.data.formats.mmsa import read_mmsa
 from lightning_kd.metrics import MMSA_KEYS
 
 
@@ -28,10 +30,10 @@ def test_fit_test_predict_roundtrip(tiny_run_args: list[str], tmp_path: Path) ->
     assert len(best) == 1 and (fit_dir / "checkpoints" / "last.ckpt").is_file()
 
     # feature dims and lengths were linked from the data into the model, not written in the config
-    hp = torch.load(best[0], weights_only=False)["hyper_parameters"]
+    hp = load_checkpoint(best[0])["hyper_parameters"]
     assert hp["feature_dims"] == {"text": 32, "audio": 5, "vision": 7}
     assert hp["seq_lens"] == {"text": 12, "audio": 12, "vision": 12}
-    assert torch.load(best[0], weights_only=False)["lightning_kd"]["method"].endswith("DMD")
+    assert load_checkpoint(best[0])["lightning_kd"]["method"].endswith("DMD")
 
     # test from the saved config + best checkpoint reproduces the numbers, in a NEW run directory
     cfg = str(fit_dir / "config.yaml")
@@ -61,14 +63,14 @@ def test_resume_from_last_checkpoint_matches_uninterrupted(tiny_mmsa_aligned: Pa
     fit(tmp_path / "b", 2)
     last_b = tmp_path / "b/dmd/mosi_aligned/version_0/checkpoints/last.ckpt"
     fit(tmp_path / "b", 4, last_b)
-    a = torch.load(tmp_path / "a/dmd/mosi_aligned/version_0/checkpoints/last.ckpt", weights_only=False)
-    b = torch.load(tmp_path / "b/dmd/mosi_aligned/version_1/checkpoints/last.ckpt", weights_only=False)
+    a = load_checkpoint(tmp_path / "a/dmd/mosi_aligned/version_0/checkpoints/last.ckpt")
+    b = load_checkpoint(tmp_path / "b/dmd/mosi_aligned/version_1/checkpoints/last.ckpt")
     assert a["epoch"] == b["epoch"] == 3
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0, msg=k)
     # and the run actually trained (weights differ from a 2-epoch run)
-    mid = torch.load(last_b, weights_only=False)["state_dict"]
+    mid = load_checkpoint(last_b)["state_dict"]
     assert any(not torch.equal(mid[k], a["state_dict"][k]) for k in mid if mid[k].is_floating_point())
 
 
@@ -77,7 +79,7 @@ def test_fusion_baseline_config_builds_on_dmd_protocol(tiny_mmsa_aligned: Path, 
           *TINY_MODEL_ARGS, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.max_epochs=1",
           "--test_after_fit=true"])
     d = _run_dir(tmp_path, 0, "fusion/mosi_aligned")
-    ck = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+    ck = load_checkpoint(d / "checkpoints" / "last.ckpt")
     assert ck["lightning_kd"]["method"].endswith("FusionBaseline")
     assert set(MMSA_KEYS) <= set(json.loads((d / "test_metrics.json").read_text())["metrics"])
 
@@ -96,8 +98,8 @@ def test_missing_data_file_is_a_clear_error(tiny_run_args: list[str], tmp_path: 
     with pytest.raises(SystemExit) as exc:
         main(["fit", *tiny_run_args, "--data.init_args.path", str(missing)])
     assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert str(missing) in err and "Traceback" not in err
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lightning-kd: error:") and "\n" not in err and str(missing) in err
 
 
 def test_generate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,6 +107,10 @@ def test_generate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     main(["generate", "mmsa", "--out", str(out), "--n", "8", "4", "4", "--dims", "16", "5", "7",
           "--lengths", "6", "6", "6"])
     assert out.is_file() and str(out) in capsys.readouterr().out
+    splits = read_mmsa(out)  # the written file is a valid MMSA pickle of the requested sizes
+    assert [len(splits[s].ids) for s in ("train", "valid", "test")] == [8, 4, 4]
+    assert {k: v.shape[1:] for k, v in splits["train"].inputs.items()} == {
+        "text": (6, 16), "audio": (6, 5), "vision": (6, 7)}
 
 
 def test_wandb_logger_offline(tiny_run_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +157,12 @@ def test_every_dmd_config_trains(config: str, tiny_mmsa: dict[str, Path], tmp_pa
                 "--data.init_args.dims=[32,5,7]", "--data.init_args.lengths=[12,12,12]"]
     else:
         data = ["--data.init_args.path", str(tiny_mmsa["unaligned" if "unaligned" in config else "aligned"])]
-    main(["fit", "-c", str(ROOT / f"configs/dmd/{config}.yaml"), *data, *TINY_MODEL_ARGS,
-          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.fast_dev_run=1"])
+    cli = build_cli(["fit", "-c", str(ROOT / f"configs/dmd/{config}.yaml"), *data, *TINY_MODEL_ARGS,
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.fast_dev_run=1"])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1  # one optimiser step of the fit
+    assert cli.trainer.state.fn == "test"  # test_after_fit ran the test loop after it
+    assert set(MMSA_KEYS) <= {k.removeprefix("test/") for k in cli.trainer.callback_metrics}
+    assert all(torch.isfinite(cli.trainer.callback_metrics[f"test/{k}"]) for k in MMSA_KEYS)
+    assert not (tmp_path / "runs").exists()  # a smoke run writes no files
     if config == "synthetic":
         assert (tmp_path / "synth.pkl").is_file()

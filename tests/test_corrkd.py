@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 import lightning_kd.cli as cli_module
 from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.cli import build_cli, main
-from lightning_kd.methods.base import ConfigError
 from lightning_kd.methods.corrkd import CorrKD, CorrKDNet, CorrKDObjective, CorrKDOutput
 from lightning_kd.methods.corrkd.losses import prototype_labels
 from lightning_kd.metrics.classification import BINARY_SENTIMENT_KEYS, emotion_keys

@@ -8,9 +8,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from lightning_kd.checkpoint import CheckpointMismatchError
 from lightning_kd.data.formats.mmsa import MMSADataModule
 from lightning_kd.distill.gd_unit import EDGES
-from lightning_kd.methods.base import CheckpointMismatchError
 from lightning_kd.methods.dmd import DMD
 from lightning_kd.methods.dmd.edges import edge_matrix, mean_edge_weights
 from lightning_kd.methods.fusion import FusionBaseline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,13 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from conftest import TINY_MODEL_ARGS
+from lightning_kd.checkpoint import CheckpointMismatchError, load_checkpoint
 from lightning_kd.cli import main
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.formats.mmsa import MMSADataModule
 from lightning_kd.data.generate.mmsa import write_mmsa_pickle
 from lightning_kd.distill import TeacherError, TeacherMixin, load_teacher
 from lightning_kd.distill.teacher import TeacherNotFoundError
-from lightning_kd.methods.base import CheckpointMismatchError
 from lightning_kd.methods.fusion import FusionBaseline
 
 FUSION = "lightning_kd.methods.fusion.module.FusionBaseline"
@@ -210,6 +211,65 @@ def test_unusable_teacher_checkpoints(dm: MMSADataModule, tmp_path: Path, kind: 
     assert str(path) in str(exc.value) and OPTION in str(exc.value)
 
 
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - unpickling calls Path.touch(marker)
+        return (Path.touch, (self.marker,))
+
+
+def test_teacher_that_would_run_code_is_refused_unread(dm: MMSADataModule, teacher_file: Path,
+                                                      tmp_path: Path) -> None:
+    ck = load_checkpoint(teacher_file)
+    marker = tmp_path / "marker"
+    ck["hyper_parameters"]["payload"] = _RunsCode(marker)
+    path = tmp_path / "evil.ckpt"
+    torch.save(ck, path)
+    with pytest.raises(TeacherError, match="refused unread: it needs `getattr`") as exc:
+        trainer().fit(student(dm, path), datamodule=dm)
+    assert str(path) in str(exc.value) and OPTION in str(exc.value)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # and the file really runs code when fully unpickled
+    assert marker.exists()
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """An options dataclass a module built in Python might keep in its hyper-parameters."""
+
+    width: int = 3
+
+
+@pytest.fixture
+def restore_safe_globals():
+    from lightning_kd import checkpoint
+
+    before = list(checkpoint.SAFE_GLOBALS)
+    yield
+    checkpoint.SAFE_GLOBALS[:] = before
+    checkpoint._registered.intersection_update(before)
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(sorted(checkpoint._registered, key=str))
+
+
+def test_teacher_hparams_of_allowlisted_data_classes_load(dm: MMSADataModule, teacher_file: Path, tmp_path: Path,
+                                                          restore_safe_globals: None) -> None:
+    """A Path and a registered (``checkpoint_safe``) dataclass in the hyper-parameters load; others are refused."""
+    from lightning_kd.checkpoint import checkpoint_safe
+
+    ck = load_checkpoint(teacher_file)
+    ck["hyper_parameters"]["_note"] = {"file": tmp_path / "x", "options": Options()}  # "_" keys: not init args
+    path = tmp_path / "with_classes.ckpt"
+    torch.save(ck, path)
+    with pytest.raises(TeacherError, match="refused unread: it needs `test_teacher.Options`"):
+        load_teacher(path, (FUSION,))
+    checkpoint_safe(Options)
+    teacher, _ = load_teacher(path, (FUSION,))
+    assert isinstance(teacher, FusionBaseline)
+    assert load_checkpoint(path)["hyper_parameters"]["_note"] == {"file": tmp_path / "x", "options": Options()}
+
+
 def test_teacher_trained_on_other_feature_dims_is_refused(dm: MMSADataModule, tmp_path: Path) -> None:
     other = write_mmsa_pickle(tmp_path / "other.pkl", n=(40, 12, 16), dims=(16, 5, 7), lengths=(12, 12, 12),
                               aligned=True)
@@ -227,7 +287,7 @@ def test_resume_with_a_changed_teacher_is_refused(dm: MMSADataModule, teacher_co
     first.save_checkpoint(tmp_path / "student.ckpt")
     trainer(max_epochs=2).fit(student(dm, teacher_copy), datamodule=dm,
                                                    ckpt_path=tmp_path / "student.ckpt")  # unchanged: resumes
-    ck = torch.load(teacher_copy, weights_only=False)
+    ck = load_checkpoint(teacher_copy)
     key = next(k for k, v in ck["state_dict"].items() if v.is_floating_point())
     ck["state_dict"][key] += 0.01
     torch.save(ck, teacher_copy)

@@ -128,6 +128,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         s = self.splits["train"]
         return {k: int(v.shape[-1]) if not v.is_floating_point() else int(v.shape[1]) for k, v in s.inputs.items()}
 
+    @property
+    def target_kind(self) -> str | None:
+        """What ``batch.target`` holds (a key of :data:`lightning_kd.data.contract.TARGET_KINDS`); None: undeclared."""
+        return None
+
     def ids(self, split: str) -> list[str]:
         return self.splits[split].ids
 

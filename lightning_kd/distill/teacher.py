@@ -23,7 +23,9 @@ records the teacher's path, sha256 and method (``checkpoint["lightning_kd"]["tea
 teacher file for validate / test / predict. Teacher weights are saved into the student checkpoint only
 with ``save_teacher=True``.
 
-Checkpoints are unpickled (``weights_only=False``): load only files you trust.
+Teacher files are read with ``weights_only=True`` (:func:`lightning_kd.checkpoint.load_checkpoint`): a file that
+needs anything beyond tensors, plain values and the allowlisted data classes is refused unread, so nothing in
+it runs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError
+from lightning_kd.checkpoint import CHECKPOINT_KEY, CheckpointMismatchError, load_checkpoint
 from lightning_kd.io import file_sha256
 
 __all__ = ["TeacherError", "TeacherNotFoundError", "TeacherMixin", "load_teacher", "file_sha256"]
@@ -88,23 +90,13 @@ def load_teacher(
 
     Raises:
         TeacherNotFoundError: no such file.
-        TeacherError: unreadable file, not a lightning_kd checkpoint, another method, other feature dims,
-            or weights that do not fit the teacher's own hyper-parameters.
+        TeacherError: unsafe (refused unread) or unreadable file, not a lightning_kd checkpoint, another
+            method, other feature dims, or weights that do not fit the teacher's own hyper-parameters.
     """
-    file = Path(path).expanduser()
     fix = f"Fix: set `{OPTION}` to the checkpoint of a trained teacher ({_expected(methods)})."
-    if not file.is_file():
-        hint = "it is a directory, not a file" if file.is_dir() else "no such file"
-        raise TeacherNotFoundError(f"teacher checkpoint {file} not found ({hint}). {fix}")
-    file = file.resolve()
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
-    except MemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated / foreign files raise many types
-        raise TeacherError(f"teacher checkpoint {file} cannot be read ({type(e).__name__}: {e}). {fix}") from e
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise TeacherError(f"teacher checkpoint {file} is not a Lightning checkpoint (no 'state_dict'). {fix}")
+    checkpoint = load_checkpoint(path, what="teacher checkpoint", fix=fix, error=TeacherError,
+                                 not_found=TeacherNotFoundError)
+    file = Path(path).expanduser().resolve()
     tag = checkpoint.get(CHECKPOINT_KEY)
     method = tag.get("method") if isinstance(tag, Mapping) else None
     if not isinstance(method, str):

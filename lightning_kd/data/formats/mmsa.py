@@ -252,5 +252,10 @@ class MMSADataModule(InMemoryDataModule):
         self.text = text
         self.label_range = label_range
 
+    @property
+    def target_kind(self) -> str:
+        """``"score"``: ``regression_labels`` sentiment scores."""
+        return "score"
+
     def load_splits(self) -> dict[str, SplitTensors]:
         return read_mmsa(self.path, text=self.text, label_range=self.label_range)

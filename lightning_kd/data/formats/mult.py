@@ -274,6 +274,11 @@ class MulTDataModule(InMemoryDataModule):
         return {s: emotion_label_counts(self.splits[s].target) for s in SPLITS}
 
     @property
+    def target_kind(self) -> str:
+        """``"emotions"`` for emotion files (IEMOCAP), ``"score"`` for sentiment files (MOSI/MOSEI)."""
+        return "emotions" if self.emotions else "score"
+
+    @property
     def emotions(self) -> tuple[str, ...] | None:
         """:data:`EMOTIONS` (the columns of ``target``) for emotion files, ``None`` for sentiment files."""
         return EMOTIONS if self.splits["train"].target.ndim == 2 else None

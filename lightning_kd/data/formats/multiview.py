@@ -239,6 +239,11 @@ class MultiViewDataModule(InMemoryDataModule):
         return {}
 
     @property
+    def target_kind(self) -> str:
+        """``"cluster_labels"``: class labels, used only to evaluate the clustering."""
+        return "cluster_labels"
+
+    @property
     def num_views(self) -> int:
         return len(self.feature_dims)
 

@@ -8,12 +8,14 @@ samples complete (``batch.complete()``). Only the student runs at test time.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from torch import Tensor
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.contract import DataNeeds
 from lightning_kd.distill.teacher import TeacherMixin
 from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.corrkd.losses import CorrKDLossOptions, CorrKDObjective
@@ -47,6 +49,13 @@ class CorrKD(TeacherMixin, MethodModule):
     """
 
     teacher_methods = ("lightning_kd.methods.corrkd.module.CorrKD",)
+
+    @classmethod
+    def data_needs(cls, hparams: Mapping[str, Any]) -> DataNeeds:
+        """Text, audio and vision; scores or binary labels (``binary_sentiment``) or emotions (``emotion``)."""
+        emotion = hparams.get("task") == "emotion"
+        return DataNeeds(inputs=("text|text_bert", "audio", "vision"),
+                         targets=("emotions",) if emotion else ("score", "binary"))
 
     def __init__(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.contract import DataNeeds
 from lightning_kd.distill.gd_unit import EDGE_NAMES
 from lightning_kd.methods.base import SentimentRegressionModule
 from lightning_kd.methods.dmd.losses import DMDLossOptions, DMDObjective
@@ -29,6 +31,11 @@ class DMD(SentimentRegressionModule):
     representation term is added (``loss.homo_repr=True``, paper) and the heterogeneous cosine term
     attracts the student to the teacher (``loss.hetero_repr_direction="attract"``, paper); both are options.
     """
+
+    @classmethod
+    def data_needs(cls, hparams: Mapping[str, Any]) -> DataNeeds:
+        """Text (BERT features or ``text_bert`` ids), audio and vision sequences with sentiment scores."""
+        return DataNeeds(inputs=("text|text_bert", "audio", "vision"), targets=("score",))
 
     def __init__(
         self,

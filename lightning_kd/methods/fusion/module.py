@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.contract import DataNeeds
 from lightning_kd.methods.base import SentimentRegressionModule
 from lightning_kd.methods.dmd.model import BackboneOptions
 from lightning_kd.methods.fusion.model import FusionNet
@@ -20,6 +22,11 @@ class FusionBaseline(SentimentRegressionModule):
     ``net`` holds DMD's :class:`BackboneOptions`; ``feature_dims`` and ``seq_lens`` are linked from the
     datamodule by the CLI.
     """
+
+    @classmethod
+    def data_needs(cls, hparams: Mapping[str, Any]) -> DataNeeds:
+        """Text (BERT features or ``text_bert`` ids), audio and vision sequences with sentiment scores."""
+        return DataNeeds(inputs=("text|text_bert", "audio", "vision"), targets=("score",))
 
     def __init__(
         self,

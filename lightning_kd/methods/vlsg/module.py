@@ -4,7 +4,7 @@ clustering of all samples (transductive) by k-means on the learned features or b
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
+from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
-from lightning_kd.methods.base import ConfigError, MethodModule
+from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.vlsg.losses import (
     cluster_contrastive,
     graph_guided_contrastive,
@@ -67,6 +69,11 @@ class VLSG(MethodModule):
         lr, weight_decay: Adam (constant learning rate, as MFLVC).
         seq_lens: accepted for the CLI link; multi-view inputs are vectors.
     """
+
+    @classmethod
+    def data_needs(cls, hparams: Mapping[str, Any]) -> DataNeeds:
+        """Feature-vector views ``view_0`` .. with class labels (used only to evaluate the clustering)."""
+        return DataNeeds(views=1, targets=("cluster_labels",))
 
     def __init__(
         self,
