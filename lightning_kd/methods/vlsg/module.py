@@ -17,7 +17,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
-from lightning_kd.methods.base import ConfigError, MethodModule
+from lightning_kd.checkpoint import ConfigError
+from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
 from lightning_kd.methods.vlsg.model import VLSGNet
 from lightning_kd.metrics.clustering import clustering_metrics
@@ -220,8 +221,13 @@ class VLSG(MethodModule):
         terms["loss"] = total
         return terms
 
+    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Every loss term of one training step, for the epoch's phase (the name SentimentRegressionModule's
+        generic ``training_step`` calls; MethodModule has no such step yet, so VLSG keeps its own below)."""
+        return self.losses(batch, self.in_contrastive_phase())
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        terms = self.losses(batch, self.in_contrastive_phase())
+        terms = self.training_losses(batch)
         self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()},
                       on_step=False, on_epoch=True, batch_size=len(batch))
         return terms["loss"]
