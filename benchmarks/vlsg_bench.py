@@ -251,8 +251,8 @@ def defaults(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore")
     out_file = RESULTS / "vlsg_defaults.json"
     runs: dict = json.loads(out_file.read_text())["runs"] if out_file.exists() and not args.force else {}
-    t_all = time.time()
-    for data in args.data:
+    t_all, cpu_all = time.time(), time.process_time()
+    for data in args.data * (not args.summary):
         for seed in args.seeds:
             for variant in VARIANTS:
                 key = f"{data}/{variant}/s{seed}"
@@ -263,7 +263,14 @@ def defaults(args: argparse.Namespace) -> None:
                       + f" ({r['fit_seconds']} s)", flush=True)
                 _write_defaults(out_file, runs, args.seeds)
     _write_defaults(out_file, runs, args.seeds)
-    print(f"total {time.time() - t_all:.0f} s; written to {out_file}")
+    summary = json.loads(out_file.read_text())["summary"]
+    print("| data | variant | ACC | NMI | ARI |\n|---|---|---|---|---|")
+    for data, t in summary.items():
+        for name, r in t["rows"].items():
+            print(f"| {data} | {name} | " + " | ".join(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in KEYS[:3]) + " |")
+        print(f"| {data} | neighbour class agreement | " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                    t["neighbour_agreement"].items()) + " | | |")
+    print(f"total {time.time() - t_all:.0f} s wall, {time.process_time() - cpu_all:.0f} s CPU; written to {out_file}")
 
 
 def _write_defaults(out_file: Path, runs: dict, seeds: list[int]) -> None:
@@ -319,6 +326,7 @@ def main() -> None:
     d.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
     d.add_argument("--data", nargs="+", default=list(HELD_OUT), choices=list(HELD_OUT))
     d.add_argument("--force", action="store_true", help="re-run fits already in the results file")
+    d.add_argument("--summary", action="store_true", help="only print the table of the stored results")
     args = p.parse_args()
     {"run": run, "summary": summary, "defaults": defaults}[args.cmd](args)
 
