@@ -52,8 +52,8 @@ class VLSGNet(nn.Module):
         hidden: encoder hidden sizes (the decoder mirrors them).
         latent: size of each view's latent code ``z``.
         feature_dim: size of each view's contrastive feature ``h`` (L2-normalised).
-        shared_heads: one feature head and one label head applied to every view (MFLVC); ``False``: one pair
-            per view.
+        shared_heads: one feature head and one label head applied to every view (MFLVC); ``False`` (default,
+            as :class:`~lightning_kd.methods.vlsg.VLSG`): one pair per view.
     """
 
     def __init__(
@@ -63,7 +63,7 @@ class VLSGNet(nn.Module):
         hidden: Sequence[int] = (500, 500, 2000),
         latent: int = 512,
         feature_dim: int = 128,
-        shared_heads: bool = True,
+        shared_heads: bool = False,
     ) -> None:
         super().__init__()
         if not feature_dims:

@@ -23,10 +23,7 @@ from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_c
 from lightning_kd.methods.vlsg.model import VLSGNet
 from lightning_kd.metrics.clustering import clustering_metrics
 
-__all__ = ["SHARED_HEADS_DEFAULT", "EvaluatedSamples", "VLSG"]
-
-#: VLSGNet's head layout by default (measured: benchmarks/results/vlsg_defaults.json)
-SHARED_HEADS_DEFAULT = False
+__all__ = ["EvaluatedSamples", "VLSG"]
 
 
 class EvaluatedSamples(Metric):
@@ -81,7 +78,8 @@ class VLSG(MethodModule):
         num_clusters: K; ``None`` = the datamodule's number of classes, read at setup (and then saved in the
             checkpoint's hyper-parameters).
         hidden, latent, feature_dim: network sizes (:class:`~lightning_kd.methods.vlsg.model.VLSGNet`).
-        shared_heads: one feature head and one label head for all views (MFLVC); ``False``: one pair per view.
+        shared_heads: one feature head and one label head for all views (MFLVC); ``False`` (default): one pair
+            per view. Measured on held-out data (benchmarks/results/vlsg_defaults.json): see the README.
         pretrain_epochs: reconstruction-only epochs before the contrastive phase.
         contrastive_weight / feature_temperature: weight and temperature of the feature-level loss.
         cluster_weight / cluster_temperature: weight and temperature of the cluster-level loss.
@@ -109,7 +107,7 @@ class VLSG(MethodModule):
         hidden: Sequence[int] = (500, 500, 2000),
         latent: int = 512,
         feature_dim: int = 128,
-        shared_heads: bool = SHARED_HEADS_DEFAULT,
+        shared_heads: bool = False,
         pretrain_epochs: int = 50,
         contrastive_weight: float = 1.0,
         feature_temperature: float = 0.5,
