@@ -19,6 +19,7 @@ import numpy as np
 from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data.formats.common import format_error
 from lightning_kd.data.formats.multiview import MultiViewDataModule
+from lightning_kd.data.semantic_graph import SemanticGraph
 
 __all__ = ["NUTRIMOUSE_DIMS", "NutrimouseDataModule", "find_nutrimouse", "read_nutrimouse"]
 
@@ -94,7 +95,8 @@ class NutrimouseDataModule(MultiViewDataModule):
 
     def __init__(self, path: str | None = None, label: Literal["genotype", "diet"] = "genotype",
                  batch_size: int = 256, seed: int = 0, predict_split: str = "test",
-                 eval_batch_size: int | None = None, standardize: bool = True, semantic_graph=None) -> None:
+                 eval_batch_size: int | None = None, standardize: bool = True,
+                 semantic_graph: SemanticGraph | None = None) -> None:
         super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph)
         self.path = path
         if label not in LABELS:
