@@ -179,6 +179,7 @@ _MEM_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_knn_graph_never_allocates_dense_n_by_n(metric: str) -> None:
     """At N=20000 a dense float32 graph is 1.6 GB; the builder's peak RSS growth must stay far below."""

@@ -88,6 +88,7 @@ def test_datamodule_attaches_neighbours_and_keeps_feature_dims(tmp_path: Path) -
     assert not torch.equal(plain.splits["train"].inputs["view_0"], dm.splits["train"].inputs["view_0"])  # filtered
 
 
+@pytest.mark.slow
 def test_graph_memory_never_grows_as_n_squared() -> None:
     """N = 20k: a dense N x N float32 matrix would be 1.6 GB; the build's peak stays far below it."""
     import resource

