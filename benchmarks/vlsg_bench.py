@@ -127,7 +127,9 @@ def summary(args: argparse.Namespace) -> None:
     for row in ROWS:
         per_seed = {}
         for f in sorted(JSON_DIR.glob(f"{row}_s*.json")):
-            per_seed[f.stem.split("_s")[-1]] = json.loads(f.read_text())
+            seed = f.stem[len(row) + 2:]
+            if seed.isdigit():  # not another row whose name starts with this one's (vlsg_shared_heads_s*)
+                per_seed[seed] = json.loads(f.read_text())
         if not per_seed:
             continue
         stats = {}
