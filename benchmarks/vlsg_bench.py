@@ -203,8 +203,8 @@ def _fit_held_out(data: str, variant: str, seed: int) -> dict[str, dict]:
     import torch
     from sklearn.cluster import KMeans
 
-    from lightning_kd.metrics.clustering import clustering_metrics
     from lightning_kd.methods.vlsg import VLSG
+    from lightning_kd.metrics.clustering import clustering_metrics
 
     spec, net = HELD_OUT[data]
     opts = VARIANTS[variant]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
 import torch.nn.functional as F
+from torch import Tensor
 
 from lightning_kd.nn.graph import knn_graph, knn_search, normalized_laplacian_filter
 

@@ -15,15 +15,15 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
-from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
 from lightning_kd.methods.vlsg.model import VLSGNet
 from lightning_kd.metrics.clustering import clustering_metrics
 
-__all__ = ["EvaluatedSamples", "VLSG"]
+__all__ = ["VLSG", "EvaluatedSamples"]
 
 
 class EvaluatedSamples(Metric):
@@ -270,7 +270,7 @@ class VLSG(MethodModule):
 
     def _kmeans_seed(self) -> int:
         seed = self.hparams.kmeans_seed
-        return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", "0"))
 
     def fit_clusters(self, embedding: Tensor) -> Tensor:
         """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
