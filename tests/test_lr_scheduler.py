@@ -8,7 +8,7 @@ import torch
 import yaml
 from conftest import ROOT
 
-from lightning_kd.methods.base import ConfigError
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.corrkd import CorrKD
 from lightning_kd.methods.dmd import DMD
 

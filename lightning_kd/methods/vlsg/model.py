@@ -2,8 +2,10 @@
 
 The per-view sizes follow MFLVC (Xu et al., CVPR 2022, Sec. 3 and its public code): encoder
 ``d -> 500 -> 500 -> 2000 -> 512`` with ReLU, a mirrored decoder, a linear feature head ``512 -> 128`` whose
-output is L2-normalised for the contrastive loss, and a label head ``512 -> K`` with softmax. VLSG (IJCAI
-2024) publishes no architecture; using MFLVC's per-view networks is this project's interpretation.
+output is L2-normalised for the contrastive loss, and a label head ``512 -> K`` with softmax. MFLVC shares one
+feature head and one label head across all views (its ``feature_contrastive_module`` / ``label_contrastive_module``
+are applied to every view's ``z``); ``shared_heads=False`` gives every view its own pair. VLSG (IJCAI 2024)
+publishes no architecture; using MFLVC's networks is this project's interpretation.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class VLSGNet(nn.Module):
         hidden: encoder hidden sizes (the decoder mirrors them).
         latent: size of each view's latent code ``z``.
         feature_dim: size of each view's contrastive feature ``h`` (L2-normalised).
+        shared_heads: one feature head and one label head applied to every view (MFLVC); ``False`` (default,
+            as :class:`~lightning_kd.methods.vlsg.VLSG`): one pair per view.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class VLSGNet(nn.Module):
         hidden: Sequence[int] = (500, 500, 2000),
         latent: int = 512,
         feature_dim: int = 128,
+        shared_heads: bool = False,
     ) -> None:
         super().__init__()
         if not feature_dims:
@@ -67,8 +72,21 @@ class VLSGNet(nn.Module):
             raise ValueError(f"num_clusters must be >= 2, got {num_clusters}")
         self.views = list(feature_dims)
         self.autoencoders = nn.ModuleDict({v: ViewAutoencoder(d, hidden, latent) for v, d in feature_dims.items()})
-        self.feature_heads = nn.ModuleDict({v: nn.Linear(latent, feature_dim) for v in self.views})
-        self.label_heads = nn.ModuleDict({v: nn.Linear(latent, num_clusters) for v in self.views})
+        self.shared_heads = shared_heads
+        if shared_heads:
+            self.feature_head: nn.Module = nn.Linear(latent, feature_dim)
+            self.label_head: nn.Module = nn.Linear(latent, num_clusters)
+        else:
+            self.feature_heads = nn.ModuleDict({v: nn.Linear(latent, feature_dim) for v in self.views})
+            self.label_heads = nn.ModuleDict({v: nn.Linear(latent, num_clusters) for v in self.views})
+
+    def feature_head_of(self, view: str) -> nn.Module:
+        """The feature head applied to ``view`` (the same module for every view with ``shared_heads``)."""
+        return self.feature_head if self.shared_heads else self.feature_heads[view]
+
+    def label_head_of(self, view: str) -> nn.Module:
+        """The label head applied to ``view`` (the same module for every view with ``shared_heads``)."""
+        return self.label_head if self.shared_heads else self.label_heads[view]
 
     def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every view's latent code ``z`` ``(B, latent)``."""
@@ -76,11 +94,11 @@ class VLSGNet(nn.Module):
 
     def features(self, z: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every view's L2-normalised feature ``h`` ``(B, feature_dim)``, float32."""
-        return {v: F.normalize(self.feature_heads[v](z[v]).float(), dim=1) for v in self.views}
+        return {v: F.normalize(self.feature_head_of(v)(z[v]).float(), dim=1) for v in self.views}
 
     def cluster_probs(self, z: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every view's cluster probabilities ``q`` ``(B, K)``, float32."""
-        return {v: torch.softmax(self.label_heads[v](z[v]).float(), dim=1) for v in self.views}
+        return {v: torch.softmax(self.label_head_of(v)(z[v]).float(), dim=1) for v in self.views}
 
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
         """``{"z", "recon", "h", "q"}``, each a dict view -> tensor: latent, reconstruction, normalised feature

@@ -12,21 +12,47 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
 from lightning_kd.methods.base import MethodModule
-from lightning_kd.methods.vlsg.losses import (
-    cluster_contrastive,
-    graph_guided_contrastive,
-    neighbour_mask,
-)
+from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
 from lightning_kd.methods.vlsg.model import VLSGNet
 from lightning_kd.metrics.clustering import clustering_metrics
 
-__all__ = ["VLSG"]
+__all__ = ["VLSG", "EvaluatedSamples"]
+
+
+class EvaluatedSamples(Metric):
+    """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
+    (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
+    repeats). Clustering needs all samples, so the epoch end clusters what this collected."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("index", "embedding", "target"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
+        self.index.append(index.detach())
+        self.embedding.append(embedding.detach().float())
+        self.target.append(target.detach())
+
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
+        idx, emb, tgt = (dim_zero_cat(getattr(self, n)) for n in ("index", "embedding", "target"))
+        if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
+            return idx, emb, tgt
+        order = torch.argsort(idx, stable=True)
+        idx, emb, tgt = idx[order], emb[order], tgt[order]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[1:] = idx[1:] != idx[:-1]
+        return idx[keep], emb[keep], tgt[keep]
 
 
 class VLSG(MethodModule):
@@ -53,6 +79,8 @@ class VLSG(MethodModule):
         num_clusters: K; ``None`` = the datamodule's number of classes, read at setup (and then saved in the
             checkpoint's hyper-parameters).
         hidden, latent, feature_dim: network sizes (:class:`~lightning_kd.methods.vlsg.model.VLSGNet`).
+        shared_heads: one feature head and one label head for all views (MFLVC); ``False`` (default): one pair
+            per view. Measured on held-out data (benchmarks/results/vlsg_defaults.json): see the README.
         pretrain_epochs: reconstruction-only epochs before the contrastive phase.
         contrastive_weight / feature_temperature: weight and temperature of the feature-level loss.
         cluster_weight / cluster_temperature: weight and temperature of the cluster-level loss.
@@ -68,6 +96,9 @@ class VLSG(MethodModule):
         kmeans_seed: k-means ``random_state``; ``None`` = the run's ``seed_everything`` value.
         lr, weight_decay: Adam (constant learning rate, as MFLVC).
         seq_lens: accepted for the CLI link; multi-view inputs are vectors.
+
+    ``num_clusters: null`` is resolved at ``setup`` from the datamodule, or, when a checkpoint is loaded without
+    data (``VLSG.load_from_checkpoint``), from the checkpoint's tensors; the hyper-parameters are never rewritten.
     """
 
     @classmethod
@@ -82,6 +113,7 @@ class VLSG(MethodModule):
         hidden: Sequence[int] = (500, 500, 2000),
         latent: int = 512,
         feature_dim: int = 128,
+        shared_heads: bool = False,
         pretrain_epochs: int = 50,
         contrastive_weight: float = 1.0,
         feature_temperature: float = 0.5,
@@ -102,32 +134,29 @@ class VLSG(MethodModule):
             raise ValueError(f"cluster_on must be 'features', 'latent' or 'labels', got {cluster_on!r}")
         if pair_reduction not in ("mean", "sum"):
             raise ValueError(f"pair_reduction must be 'mean' or 'sum', got {pair_reduction!r}")
+        if neighbour_mode not in ("exclude", "positive"):
+            raise ValueError(f"neighbour_mode must be 'exclude' or 'positive', got {neighbour_mode!r}")
         self.save_hyperparameters(ignore=["seq_lens"])
         self.net: VLSGNet | None = None
-        self.num_clusters = num_clusters
-        self.pretrain_epochs = pretrain_epochs
-        self.contrastive_weight, self.feature_temperature = contrastive_weight, feature_temperature
-        self.cluster_weight, self.cluster_temperature = cluster_weight, cluster_temperature
-        self.use_graph, self.neighbour_mode, self.pair_reduction = use_graph, neighbour_mode, pair_reduction
-        self.cluster_on = cluster_on
-        self.kmeans_init, self.kmeans_seed = kmeans_init, kmeans_seed
+        self.num_clusters: int | None = None  # resolved by _build (from the argument, the data or a checkpoint)
+        self.use_graph = use_graph
+        self.val_metrics = EvaluatedSamples()
+        self.test_metrics = EvaluatedSamples()
         if num_clusters is not None:
             self._build(num_clusters)
-        self._collected: list[tuple[Tensor, ...]] = []
-        #: after ``test``: the clustered embeddings (feature heads with ``cluster_on: labels``), cluster ids and
-        #: labels of every sample, in row order
+        #: after ``test``: the plotted embeddings (feature heads with ``cluster_on: labels``), cluster ids and
+        #: labels of every sample, in row order (read by :class:`~lightning_kd.callbacks.EmbeddingPlot`)
         self.test_embedding: np.ndarray | None = None
         self.test_prediction: np.ndarray | None = None
         self.test_target: np.ndarray | None = None
 
     # -- setup -----------------------------------------------------------------------------------
     def _build(self, num_clusters: int) -> None:
-        """The network and the k-means centre buffers for ``num_clusters`` clusters (recorded in hparams)."""
+        """The network and the k-means centre buffers for ``num_clusters`` clusters."""
         h = self.hparams
-        self.net = VLSGNet(h.feature_dims, num_clusters, h.hidden, h.latent, h.feature_dim)
+        self.net = VLSGNet(h.feature_dims, num_clusters, h.hidden, h.latent, h.feature_dim, h.shared_heads)
         self.num_clusters = num_clusters
-        self.hparams["num_clusters"] = num_clusters
-        emb = (h.latent if self.cluster_on == "latent" else h.feature_dim) * len(h.feature_dims)
+        emb = (h.latent if h.cluster_on == "latent" else h.feature_dim) * len(h.feature_dims)
         self.register_buffer("cluster_centers", torch.zeros(num_clusters, emb))
         self.register_buffer("centers_fitted", torch.tensor(False))
 
@@ -149,12 +178,28 @@ class VLSG(MethodModule):
                                "null), so the contrastive loss uses every other sample as a negative (the "
                                "pipeline without the semantic graph).")
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the method tag, then build the network for the checkpoint's number of clusters when nothing
+        built it yet (``load_from_checkpoint`` without data), or refuse a checkpoint of another K."""
+        super().on_load_checkpoint(checkpoint)
+        centres = checkpoint.get("state_dict", {}).get("cluster_centers")
+        if centres is None:
+            return
+        k = int(centres.shape[0])
+        if self.net is None:
+            self._build(k)
+        elif k != self.num_clusters:
+            raise ConfigError(f"the checkpoint clusters into {k} clusters but the model is built for "
+                              f"{self.num_clusters} (the data's classes or model.init_args.num_clusters); use the "
+                              "data and config the checkpoint was trained with")
+
     # -- losses ----------------------------------------------------------------------------------
     def in_contrastive_phase(self) -> bool:
-        return self.current_epoch >= self.pretrain_epochs
+        return self.current_epoch >= self.hparams.pretrain_epochs
 
     def losses(self, batch: Batch, contrastive: bool) -> dict[str, Tensor]:
         """Every loss term of a batch; ``"loss"`` is the optimised total."""
+        h = self.hparams
         views = self.net.views
         out = self.net({v: batch.inputs[v] for v in views})
         recon = sum(F.mse_loss(out["recon"][v].float(), batch.inputs[v].float()) for v in views)
@@ -168,92 +213,55 @@ class VLSG(MethodModule):
             feat = clus = recon.new_zeros(())
             pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]]
             for a, b in pairs:
-                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], self.feature_temperature, neighbours,
-                                                       self.neighbour_mode)
-                clus = clus + cluster_contrastive(out["q"][a], out["q"][b], self.cluster_temperature)
-            if self.pair_reduction == "mean":
+                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], h.feature_temperature, neighbours,
+                                                       h.neighbour_mode)
+                clus = clus + cluster_contrastive(out["q"][a], out["q"][b], h.cluster_temperature)
+            if h.pair_reduction == "mean":
                 feat, clus = feat / len(pairs), clus / len(pairs)
             terms["feature_contrastive"], terms["cluster_contrastive"] = feat, clus
-            total = total + self.contrastive_weight * feat + self.cluster_weight * clus
+            total = total + h.contrastive_weight * feat + h.cluster_weight * clus
         else:  # the heads take no part in pretraining: a zero term keeps every parameter in the graph (DDP)
             total = total + 0.0 * sum(out["h"][v].sum() + out["q"][v].sum() for v in views)
         terms["loss"] = total
         return terms
 
+    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Every loss term of one training step, for the epoch's phase (the name SentimentRegressionModule's
+        generic ``training_step`` calls; MethodModule has no such step yet, so VLSG keeps its own below)."""
+        return self.losses(batch, self.in_contrastive_phase())
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        terms = self.losses(batch, self.in_contrastive_phase())
+        terms = self.training_losses(batch)
         self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()},
                       on_step=False, on_epoch=True, batch_size=len(batch))
         return terms["loss"]
 
-    # -- evaluation: embed every sample, then cluster all of them at epoch end -------------------
-    def _eval_step(self, batch: Batch, stage: str, metrics: Any = None) -> None:
-        """Collect the batch's embeddings; clustering needs all samples, so it runs at epoch end. (No
-        ``val/loss``: validation data is the training data, ``train/loss`` already reports the objective.)"""
+    # -- evaluation (MethodModule's hooks): embed every sample, cluster all of them at epoch end --------
+    def _embed(self, batch: Batch, kind: str | None = None) -> Tensor:
+        """The embedding ``kind`` (default ``cluster_on``) of a batch, ``(B, D)`` float32."""
         z = self.net.encode({v: batch.inputs[v] for v in self.net.views})
-        row = (batch.index.detach(), self.net.embed(z, self.cluster_on).detach(), batch.target.detach())
-        if stage == "test" and self.cluster_on == "labels":  # plot the feature heads, not K probabilities
-            row = (*row, self.net.embed(z, "features").detach())
-        self._collected.append(row)
+        return self.net.embed(z, kind or self.hparams.cluster_on).float()
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def _eval_step(self, batch: Batch, stage: str, metrics: EvaluatedSamples) -> None:
+        """Collect the batch's embeddings (no ``<stage>/loss``: validation data is the training data,
+        ``train/loss`` already reports the objective). With ``cluster_on: labels`` the test also keeps the
+        feature heads, which the embedding plot shows instead of K probabilities."""
+        z = self.net.encode({v: batch.inputs[v] for v in self.net.views})
+        emb = self.net.embed(z, self.hparams.cluster_on).float()
+        if stage == "test" and self.hparams.cluster_on == "labels":
+            emb = torch.cat([emb, self.net.embed(z, "features").float()], dim=1)
+        metrics.update(batch.index, emb, batch.target)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._collected = []
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def _embed(self, batch: Batch) -> Tensor:
-        """The embedding ``cluster_on`` clusters, ``(B, D)`` float32."""
-        return self.net.embed(self.net.encode({v: batch.inputs[v] for v in self.net.views}), self.cluster_on)
-
-    def _gathered(self) -> list[Tensor]:
-        """Index, clustering input, target (and, in test, plotted features) of every evaluated sample on every
-        rank, once each, in row order."""
-        cols = [torch.cat(t) for t in zip(*self._collected)]
-        self._collected = []
-        if self.trainer.world_size > 1:
-            cols = [self.all_gather(t).flatten(0, 1) for t in cols]
-        if bool((cols[0][1:] > cols[0][:-1]).all()):  # one process, sequential loader: already in order (no copy)
-            return cols
-        order = torch.argsort(cols[0], stable=True)
-        cols = [t[order] for t in cols]
-        keep = torch.ones_like(cols[0], dtype=torch.bool)
-        keep[1:] = cols[0][1:] != cols[0][:-1]  # DistributedSampler pads with repeats
-        return [t[keep] for t in cols]
-
-    def _kmeans_seed(self) -> int:
-        return self.kmeans_seed if self.kmeans_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-    def fit_clusters(self, embedding: Tensor) -> Tensor:
-        """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
-        from sklearn.cluster import KMeans
-
-        x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
-        km = KMeans(self.num_clusters, n_init=self.kmeans_init, random_state=self._kmeans_seed(), copy_x=False).fit(x)
-        self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
-        self.centers_fitted.fill_(True)
-        return torch.as_tensor(km.labels_, dtype=torch.int64)
-
-    def assign(self, embedding: Tensor) -> Tensor:
-        """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
-        if self.cluster_on == "labels":
-            return embedding.argmax(1)
-        if not bool(self.centers_fitted):
-            raise RuntimeError("VLSG has no cluster centres yet: they are fitted at validation epoch ends; "
-                               "pass a checkpoint written by `lightning-kd fit` (its validation fitted them)")
-        return torch.cdist(embedding.float(), self.cluster_centers.float()).argmin(1)
-
-    def _eval_epoch_end(self, stage: str, metrics: Any = None) -> None:
-        if not self._collected or self.trainer.sanity_checking:
-            self._collected = []
+    def _eval_epoch_end(self, stage: str, metrics: EvaluatedSamples) -> None:
+        if metrics.update_count == 0 or self.trainer.sanity_checking:
+            metrics.reset()
             return
-        idx, emb, tgt, *feats = self._gathered()
-        if self.cluster_on == "labels":
+        _, emb, tgt = metrics.compute()
+        metrics.reset()
+        plotted = emb
+        if self.hparams.cluster_on == "labels":
+            k = self.num_clusters
+            emb, plotted = emb[:, :k], (emb[:, k:] if emb.shape[1] > k else emb)
             pred = emb.argmax(1)
         elif stage == "val" or not bool(self.centers_fitted):
             pred = self.fit_clusters(emb).to(emb.device)
@@ -262,15 +270,33 @@ class VLSG(MethodModule):
         scores = clustering_metrics(pred.cpu(), tgt.cpu())
         self.log_dict({f"{stage}/{k}": float(v) for k, v in scores.items()}, sync_dist=False)
         if stage == "test":
-            self.test_embedding = (feats[0] if feats else emb).cpu().numpy()
+            self.test_embedding = plotted.cpu().numpy()
             self.test_prediction = pred.cpu().numpy()
             self.test_target = tgt.cpu().numpy()
 
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
+    def _kmeans_seed(self) -> int:
+        seed = self.hparams.kmeans_seed
+        return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", "0"))
 
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+    def fit_clusters(self, embedding: Tensor) -> Tensor:
+        """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
+        from sklearn.cluster import KMeans
+
+        x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
+        km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=self._kmeans_seed(),
+                    copy_x=False).fit(x)
+        self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
+        self.centers_fitted.fill_(True)
+        return torch.as_tensor(km.labels_, dtype=torch.int64)
+
+    def assign(self, embedding: Tensor) -> Tensor:
+        """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
+        if self.hparams.cluster_on == "labels":
+            return embedding.argmax(1)
+        if not bool(self.centers_fitted):
+            raise RuntimeError("VLSG has no cluster centres yet: they are fitted at validation epoch ends; "
+                               "pass a checkpoint written by `lightning-kd fit` (its validation fitted them)")
+        return torch.cdist(embedding.float(), self.cluster_centers.float()).argmin(1)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return {"index": batch.index, "prediction": self.assign(self._embed(batch)), "target": batch.target}
@@ -280,4 +306,6 @@ class VLSG(MethodModule):
         return self.assign(self._embed(batch))
 
     def configure_optimizers(self) -> Any:
+        """Constant-rate Adam (MFLVC): the base's ReduceLROnPlateau watches ``val/loss``, which clustering has
+        not (MethodModule has no switch for "no scheduler" yet)."""
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
