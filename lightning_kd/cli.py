@@ -19,8 +19,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveConfig, TestMetricsWriter
 from lightning_kd.callbacks.run_dir import output_dir_problem, planned_run_dir, remove_unused_run_dir
-from lightning_kd.checkpoint import (CHECKPOINT_KEY, ConfigError, OutputPathError, UserError, load_checkpoint,
-                                     register_safe_globals)
+from lightning_kd.checkpoint import (
+    CHECKPOINT_KEY,
+    ConfigError,
+    OutputPathError,
+    UserError,
+    load_checkpoint,
+    register_safe_globals,
+)
 from lightning_kd.trainer import KDTrainer
 
 CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."

@@ -21,9 +21,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_kd.io import atomic_write_text
 from lightning_kd.callbacks.run_dir import run_dir
 from lightning_kd.data.missing import INCOMPLETE_SETTINGS, MODALITY_SETTINGS, MissingCondition
+from lightning_kd.io import atomic_write_text
 
 __all__ = ["DEFAULT_RATES", "F1_KEYS", "headline", "plot_robustness", "read_robustness_csv", "run_robustness"]
 

@@ -11,13 +11,13 @@ import torch
 import yaml
 
 from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
-from lightning_kd.cli import main
 from lightning_kd.checkpoint import ConfigError
-from lightning_kd.options import options, plain
+from lightning_kd.cli import main
 from lightning_kd.methods.corrkd import CorrKD, CorrKDLossOptions, CorrKDNetOptions
 from lightning_kd.methods.dmd import DMD, DMDLossOptions, DMDNetOptions
 from lightning_kd.methods.dmd.model import BackboneOptions
 from lightning_kd.methods.fusion import FusionBaseline
+from lightning_kd.options import options, plain
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from conftest import ROOT
 
+from conftest import ROOT
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.corrkd import CorrKD
 from lightning_kd.methods.dmd import DMD

@@ -114,7 +114,6 @@ def test_double_clipping_and_bad_clip_value_are_refused(tmp_path: Path) -> None:
                                     "dmd/mosei_unaligned", "dmd/synthetic", "fusion/mosi_aligned"])
 def test_official_configs_use_summed_clipping(config: str, tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
     from conftest import ROOT
-
     from lightning_kd.cli import build_cli
 
     base = [] if config.startswith("dmd/") else ["-c", str(ROOT / "configs/dmd/mosi_aligned.yaml")]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule
+from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 
 
 def _dense_knn(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,8 +15,8 @@ import torch
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.cli import main
-from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule, write_multiview_mat
+from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.methods.vlsg import VLSG
 from lightning_kd.metrics.clustering import clustering_metrics
 

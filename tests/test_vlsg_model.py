@@ -8,8 +8,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule
+from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.methods.vlsg import VLSG, VLSGNet
 from lightning_kd.methods.vlsg.module import EvaluatedSamples
 
@@ -42,7 +42,9 @@ def test_shared_heads_are_one_module_per_kind() -> None:
     assert shared.label_head_of("view_0") is shared.label_head_of("view_1")
     assert per_view.feature_head_of("view_0") is not per_view.feature_head_of("view_1")
     head_params = (7 * 4 + 4) + (7 * 3 + 3)  # one feature head + one label head
-    n = lambda m: sum(p.numel() for p in m.parameters())
+    def n(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
     assert n(per_view) - n(shared) == (len(DIMS) - 1) * head_params
     # the same latent code gives the same head outputs in every view only when the heads are shared
     z = torch.randn(5, 7)

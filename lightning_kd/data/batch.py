@@ -30,7 +30,7 @@ class Batch:
     complete_inputs: dict[str, Tensor] | None = None
     complete_masks: dict[str, Tensor] | None = None
 
-    def complete(self) -> "Batch":
+    def complete(self) -> Batch:
         """The batch as it was before missing-modality augmentation (itself when nothing was dropped)."""
         if self.complete_inputs is None:
             return self
@@ -40,7 +40,7 @@ class Batch:
     def __len__(self) -> int:
         return next(iter(self.inputs.values())).shape[0]
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """Move every tensor to ``device`` (Lightning does this itself through ``transfer_batch_to_device``)."""
         return Batch(
             inputs={k: v.to(device) for k, v in self.inputs.items()},

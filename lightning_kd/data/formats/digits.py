@@ -14,8 +14,6 @@ a second run with the same settings neither encodes nor builds the model.
 
 from __future__ import annotations
 
-from lightning_kd.data.semantic_graph import SemanticGraph
-
 import numpy as np
 
 from lightning_kd.data.clip_features import (
@@ -26,6 +24,7 @@ from lightning_kd.data.clip_features import (
     text_semantics,
 )
 from lightning_kd.data.formats.multiview import MultiViewDataModule
+from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.nn.clip_encoder import check_weights_args
 
 __all__ = ["DIGITS_VIEWS", "DigitsCLIPDataModule", "load_digits_images"]
