@@ -69,7 +69,7 @@ def test_similarity_hinge_two_samples_by_hand():
 def test_similarity_hinge_skips_anchors_without_positives_or_negatives():
     # one modality, labels [0, 1, 1]: anchor 0 has no positive and is skipped
     feats = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
-    # anchor 1: pos 2 (s), neg 0 (0): relu(0.15 - s + 0) = 0;  anchor 2: pos 1 (s), neg 0 (s): 0.15
+    # s = 1/sqrt(2); anchor 1: pos 2 (s), neg 0 (0): relu(0.15 - s + 0) = 0;  anchor 2: pos 1 (s), neg 0 (s): 0.15
     got = similarity_hinge_loss(feats, torch.tensor([0.0, 1.0, 1.0]))
     assert got.item() == pytest.approx((0.0 + 0.15) / 2, abs=1e-6)
     # no anchor qualifies: 0 and still differentiable
