@@ -15,8 +15,8 @@ from lightning_kd.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-CORRKD_TINY = ["--model.init_args.dim", "8", "--model.init_args.heads", "2", "--model.init_args.layers", "1",
-               "--model.init_args.mi_hidden", "8", "--data.init_args.batch_size", "8",
+CORRKD_TINY = ["--model.init_args.net.dim", "8", "--model.init_args.net.heads", "2", "--model.init_args.net.layers", "1",
+               "--model.init_args.loss.mi_hidden", "8", "--data.init_args.batch_size", "8",
                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_MODEL_ARGS
+from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
 from lightning_kd.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -35,7 +35,7 @@ def _args(data: Path, tmp_path: Path) -> list[str]:
 @pytest.mark.slow
 def test_bert_config_fine_tunes_the_local_bert(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
     bert = _tiny_bert(tmp_path / "bert")
-    main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.text_encoder", str(bert),
+    main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.net.text_encoder", str(bert),
           "--trainer.max_epochs=1", "--test_after_fit=true"])
     run = tmp_path / "runs/dmd/mosi_aligned_bert/version_0"
     state = torch.load(run / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
@@ -51,7 +51,7 @@ def test_bert_config_fine_tunes_the_local_bert(tiny_mmsa_aligned: Path, tmp_path
 
 def test_bert_config_fast_dev_run(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
     bert = _tiny_bert(tmp_path / "bert")
-    main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.text_encoder", str(bert),
+    main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.net.text_encoder", str(bert),
           "--trainer.fast_dev_run=1"])
 
 
@@ -59,10 +59,10 @@ def test_missing_bert_directory_is_one_line(tiny_mmsa_aligned: Path, tmp_path: P
                                             capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no_bert"
     with pytest.raises(SystemExit) as exc:
-        main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.text_encoder", str(missing)])
+        main([*_args(tiny_mmsa_aligned, tmp_path), "--model.init_args.net.text_encoder", str(missing)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(missing) in err and "--model.init_args.text_encoder" in err
+    assert len(err.splitlines()) == 1 and str(missing) in err and "--model.init_args.net.text_encoder" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
 
 
@@ -74,16 +74,17 @@ def test_token_ids_without_text_encoder_is_one_line(tiny_mmsa_aligned: Path, tmp
               "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--model.init_args.text_encoder" in err
+    assert len(err.splitlines()) == 1 and "--model.init_args.net.text_encoder" in err
 
 
 def test_bert_config_differs_from_features_config_only_in_the_text_path() -> None:
     """Every official value is shared with mosi_aligned.yaml; only the text input and the run name differ."""
-    bert = yaml.safe_load(BERT_CONFIG.read_text())
-    feats = yaml.safe_load((ROOT / "configs/dmd/mosi_aligned.yaml").read_text())
+    bert = resolved_config("-c", str(BERT_CONFIG))
+    feats = resolved_config("-c", str(ROOT / "configs/dmd/mosi_aligned.yaml"))
     assert bert["data"]["init_args"].pop("text") == "bert_ids" and feats["data"]["init_args"].pop("text") == "features"
-    m = bert["model"]["init_args"]
-    assert m.pop("text_encoder") and m.pop("finetune_text") is True and m["lr"] == 1e-4
+    m, f = bert["model"]["init_args"]["net"], feats["model"]["init_args"]["net"]
+    assert m.pop("text_encoder") and f.pop("text_encoder") is None
+    assert m.pop("finetune_text") is True and f.pop("finetune_text") is True and bert["model"]["init_args"]["lr"] == 1e-4
     assert bert["trainer"]["logger"]["init_args"].pop("name") == "dmd/mosi_aligned_bert"
     feats["trainer"]["logger"]["init_args"].pop("name")
     assert bert == feats

