@@ -46,7 +46,8 @@ from lightning_kd.options import plain
 
 
 class MethodModule(pl.LightningModule):
-    """Base of every method's LightningModule: Adam (+ optional ReduceLROnPlateau on ``val/loss``), checkpoint tag.
+    """Base of every method's LightningModule: the training step (logs every term of :meth:`training_losses`),
+    evaluation hooks, Adam (+ optional ReduceLROnPlateau on ``val/loss``), the checkpoint tag.
 
     Args:
         lr: Adam learning rate.

@@ -63,9 +63,9 @@ class VLSG(MethodModule):
     Schedule (one ``fit``, epoch-based so resumed runs repeat it):
 
     1. epochs ``< pretrain_epochs``: every view's autoencoder learns to reconstruct its (graph-filtered) view;
-    2. afterwards: reconstruction + ``contrastive_weight`` x graph-guided cross-view contrastive loss on the
+    2. afterwards: reconstruction + ``loss.contrastive_weight`` x graph-guided cross-view contrastive loss on the
        feature heads, averaged over the pairs of views (semantic-graph neighbours are never negatives: by
-       default they are extra positives, ``neighbour_mode``) + ``cluster_weight`` x MFLVC's cluster-level
+       default they are extra positives, ``loss.neighbour_mode``) + ``loss.cluster_weight`` x MFLVC's cluster-level
        contrastive loss on the label heads (:func:`~lightning_kd.methods.vlsg.losses.contrastive_losses`);
     3. at every validation epoch end, all samples are clustered (``cluster_on``): by the label heads, or by
        k-means whose centres are stored in the checkpoint, so ``test`` and ``predict`` assign samples to the
