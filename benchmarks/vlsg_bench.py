@@ -12,8 +12,8 @@ Per seed (k-means ``random_state``, network initialisation and batch order all f
 (c) ``kmeans_graph``      (b) after the semantic graph's low-pass filter (the graph alone, no learning);
 (d) ``pipeline_nograph``  ``lightning-kd fit -c configs/vlsg/mfeat.yaml --data.init_args.semantic_graph null``:
                           the same networks and schedule, no graph (no filtering, no graph-guided contrast);
-(e) ``vlsg``              ``lightning-kd fit -c configs/vlsg/mfeat.yaml --model.init_args.shared_heads false``;
-(f) ``vlsg_shared_heads`` the same with ``--model.init_args.shared_heads true`` (``run --rows vlsg_shared_heads``).
+(e) ``vlsg``              ``lightning-kd fit -c configs/vlsg/mfeat.yaml --model.init_args.net.shared_heads false``;
+(f) ``vlsg_shared_heads`` the same with ``--model.init_args.net.shared_heads true`` (``run --rows vlsg_shared_heads``).
 
 k-means rows take seconds; each fit runs in its own process with one thread (``--workers`` at a time) in
 ``--precision`` (bf16-mixed by default: about 2x faster than fp32 on these CPUs). Results (test ACC / NMI / ARI /
@@ -89,7 +89,7 @@ def _fit(row: str, seed: int, precision: str) -> dict[str, float]:
            "--trainer.logger.init_args.save_dir", str(WORK), "--trainer.logger.init_args.name", name]
     if row == "pipeline_nograph":
         cmd += ["--data.init_args.semantic_graph", "null"]
-    cmd += ["--model.init_args.shared_heads", "true" if row == "vlsg_shared_heads" else "false"]
+    cmd += ["--model.init_args.net.shared_heads", "true" if row == "vlsg_shared_heads" else "false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     t0 = time.time()
     log = WORK / f"{row}_s{seed}.log"
@@ -213,9 +213,10 @@ def _fit_held_out(data: str, variant: str, seed: int) -> dict[str, dict]:
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = _held_out_datamodule(spec, graph if opts.get("graph", True) else None, net["batch_size"], seed)
     k = dm.num_clusters
-    model = VLSG(dm.feature_dims, num_clusters=k, hidden=net["hidden"], latent=net["latent"],
-                 pretrain_epochs=net["pretrain_epochs"], neighbour_mode=opts.get("neighbour_mode", "positive"),
-                 shared_heads=opts.get("shared_heads", False), kmeans_seed=seed)
+    model = VLSG(dm.feature_dims, num_clusters=k,
+                 net={"hidden": net["hidden"], "latent": net["latent"], "shared_heads": opts.get("shared_heads", False)},
+                 loss={"neighbour_mode": opts.get("neighbour_mode", "positive")},
+                 pretrain_epochs=net["pretrain_epochs"], kmeans_seed=seed)
     trainer = pl.Trainer(max_epochs=net["max_epochs"], accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, num_sanity_val_steps=0, deterministic=True)

@@ -155,8 +155,8 @@ def test_vlsg_last_checkpoint_is_written_every_epoch(tmp_path: Path) -> None:
     from lightning_kd.cli import build_cli
 
     cli = build_cli(["-c", str(ROOT / "configs/vlsg/synthetic.yaml"), "--data.init_args.path", str(tmp_path / "mv.mat"),
-                     "--data.init_args.n=60", "--data.init_args.batch_size=32", "--model.init_args.hidden=[16]",
-                     "--model.init_args.latent=8", "--model.init_args.feature_dim=4", "--model.init_args.kmeans_init=1",
+                     "--data.init_args.n=60", "--data.init_args.batch_size=32", "--model.init_args.net.hidden=[16]",
+                     "--model.init_args.net.latent=8", "--model.init_args.net.feature_dim=4", "--model.init_args.kmeans_init=1",
                      "--model.init_args.pretrain_epochs=1", "--trainer.max_epochs=4", "--trainer.enable_progress_bar=false",
                      "--trainer.enable_model_summary=false", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")],
                     run=False)

@@ -75,8 +75,8 @@ def test_cli_fits_vlsg_on_the_layout(tmp_path: Path) -> None:
     main(["fit", "-c", str(root / "configs/vlsg/mat.yaml"), "--data.class_path",
           "lightning_kd.data.formats.nutrimouse.NutrimouseDataModule", "--data.init_args.path", str(tmp_path),
           "--data.init_args.label", "diet", "--data.init_args.semantic_graph.k=3", "--trainer.max_epochs=1",
-          "--model.init_args.pretrain_epochs=0", "--model.init_args.hidden=[16]", "--model.init_args.latent=8",
-          "--model.init_args.feature_dim=4", "--model.init_args.kmeans_init=2", "--trainer.check_val_every_n_epoch=1",
+          "--model.init_args.pretrain_epochs=0", "--model.init_args.net.hidden=[16]", "--model.init_args.net.latent=8",
+          "--model.init_args.net.feature_dim=4", "--model.init_args.kmeans_init=2", "--trainer.check_val_every_n_epoch=1",
           "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     metrics = json.loads((tmp_path / "runs/vlsg/mat/version_0/test_metrics.json").read_text())["metrics"]
     assert set(metrics) == {"ACC", "NMI", "ARI", "purity"} and 1 / 3 <= metrics["ACC"] <= 1.0

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from conftest import ROOT, TINY_MODEL_ARGS, resolved_config
 from lightning_kd.cli import main

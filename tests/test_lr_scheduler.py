@@ -11,6 +11,7 @@ from conftest import ROOT, resolved_config
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.corrkd import CorrKD
 from lightning_kd.methods.dmd import DMD
+from lightning_kd.methods.vlsg import VLSG
 
 DIMS = {"text": 32, "audio": 5, "vision": 7}
 LENS = {"text": 9, "audio": 9, "vision": 9}
@@ -20,6 +21,18 @@ def test_corrkd_default_is_plain_adam() -> None:
     out = CorrKD(DIMS, net={"dim": 8, "heads": 2, "layers": 1}, lr=2e-3).configure_optimizers()
     assert isinstance(out, torch.optim.Adam)  # an optimiser alone: no scheduler, the lr stays constant
     assert out.param_groups[0]["lr"] == 2e-3
+
+
+def test_vlsg_is_plain_adam_without_a_scheduler_option() -> None:
+    """Clustering logs no ``val/loss`` to watch: VLSG fixes the base's ``lr_scheduler="none"`` (MFLVC's constant lr)."""
+    model = VLSG({"view_0": 5, "view_1": 4}, num_clusters=3, net={"hidden": (8,), "latent": 4, "feature_dim": 4},
+                 lr=2e-3, weight_decay=1e-5)
+    out = model.configure_optimizers()
+    assert isinstance(out, torch.optim.Adam) and out.param_groups[0]["lr"] == 2e-3
+    assert out.param_groups[0]["weight_decay"] == 1e-5
+    assert "lr_scheduler" not in model.hparams
+    with pytest.raises(TypeError):
+        VLSG({"view_0": 5, "view_1": 4}, num_clusters=3, lr_scheduler="plateau")  # type: ignore[call-arg]
 
 
 def test_dmd_keeps_reduce_lr_on_plateau() -> None:

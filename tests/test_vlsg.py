@@ -17,13 +17,14 @@ from lightning_kd.checkpoint import ConfigError
 from lightning_kd.cli import main
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule, write_multiview_mat
 from lightning_kd.data.semantic_graph import SemanticGraph
-from lightning_kd.methods.vlsg import VLSG
+from lightning_kd.methods.vlsg import VLSG, VLSGLossOptions, VLSGNetOptions
 from lightning_kd.metrics.clustering import clustering_metrics
+from lightning_kd.options import plain
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = str(ROOT / "configs/vlsg/synthetic.yaml")
 MAT = str(ROOT / "configs/vlsg/mat.yaml")
-TINY = ["--model.init_args.hidden=[32, 32]", "--model.init_args.latent=16", "--model.init_args.feature_dim=8",
+TINY = ["--model.init_args.net.hidden=[32, 32]", "--model.init_args.net.latent=16", "--model.init_args.net.feature_dim=8",
         "--model.init_args.kmeans_init=2", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--trainer.check_val_every_n_epoch=1", "--model.init_args.lr=1e-3"]
 RUN = "vlsg/synthetic/version_0"
@@ -75,8 +76,13 @@ def test_num_clusters_from_the_data_leaves_hparams_alone_and_reloads_without_dat
     run = _fit(tmp_path, tmp_path / "runs", epochs=2)
     ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
     assert ck["hyper_parameters"]["num_clusters"] is None
-    model = VLSG.load_from_checkpoint(run / "checkpoints/last.ckpt", weights_only=False)
+    # options are plain dicts: the checkpoint reloads with weights_only=True, options rebuilt from them
+    assert ck["hyper_parameters"]["net"] == {"hidden": [32, 32], "latent": 16, "feature_dim": 8, "shared_heads": False}
+    assert ck["hyper_parameters"]["loss"] == plain(VLSGLossOptions())
+    model = VLSG.load_from_checkpoint(run / "checkpoints/last.ckpt", weights_only=True)
     assert model.num_clusters == 5 and model.hparams.num_clusters is None
+    assert model.net.options == VLSGNetOptions(hidden=(32, 32), latent=16, feature_dim=8)
+    assert model.loss_options == VLSGLossOptions()
     dm = SyntheticMultiViewDataModule(path=str(tmp_path / "mv.mat"), n=120, batch_size=32,
                                       semantic_graph=SemanticGraph(k=10, source="concat"))  # synthetic.yaml's
     split = dm.splits["test"]
@@ -91,7 +97,7 @@ def test_num_clusters_from_the_data_leaves_hparams_alone_and_reloads_without_dat
 def test_checkpoint_of_another_cluster_count_is_refused(tmp_path: Path) -> None:
     run = _fit(tmp_path, tmp_path / "runs", epochs=1, extra=["--test_after_fit=false"])
     other = SyntheticMultiViewDataModule(path=str(tmp_path / "k3.mat"), n=60, clusters=3, batch_size=32)
-    model = VLSG(other.feature_dims, hidden=(32, 32), latent=16, feature_dim=8)
+    model = VLSG(other.feature_dims, net={"hidden": (32, 32), "latent": 16, "feature_dim": 8})
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ConfigError, match="checkpoint clusters into 5 clusters but the model is built for 3"):
         trainer.test(model, datamodule=other, ckpt_path=run / "checkpoints/last.ckpt", weights_only=False)
@@ -150,6 +156,16 @@ def test_mat_config_reads_each_layout(tmp_path: Path, layout: dict) -> None:
     assert len(rows) == 90 and [int(r["target"]) for r in rows] == ref_labels.tolist()
 
 
+def test_network_options_are_only_under_net(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Sizes are declared once, in VLSGNetOptions: the flat ``--model.init_args.hidden`` no longer exists."""
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "-c", SYNTHETIC, "--model.init_args.hidden=[8]", "--trainer.fast_dev_run=true",
+              "--data.init_args.path", str(tmp_path / "mv.mat")])
+    assert exc.value.code == 2 and "hidden" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="VLSGNetOptions has no option 'hiden'"):
+        VLSG({"view_0": 3, "view_1": 2}, net={"hiden": [8]})
+
+
 def test_mat_config_without_path_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["fit", "-c", MAT, *TINY, "--trainer.fast_dev_run=true"])
@@ -167,7 +183,7 @@ def test_checkpoint_of_another_method_is_refused_by_the_cli(tmp_path: Path, caps
 
 def test_num_clusters_must_match_the_data(tmp_path: Path) -> None:
     dm = SyntheticMultiViewDataModule(path=str(tmp_path / "mv.mat"), n=60, dims=(5, 4), clusters=3)
-    model = VLSG(dm.feature_dims, num_clusters=4, hidden=(8,), latent=4, feature_dim=4)
+    model = VLSG(dm.feature_dims, num_clusters=4, net={"hidden": (8,), "latent": 4, "feature_dim": 4})
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=1,
                          enable_checkpointing=False)
     with pytest.raises(ConfigError, match="num_clusters is 4 but the data has 3"):
@@ -176,7 +192,8 @@ def test_num_clusters_must_match_the_data(tmp_path: Path) -> None:
 
 def test_predict_before_clustering_says_why(tmp_path: Path) -> None:
     dm = SyntheticMultiViewDataModule(path=str(tmp_path / "mv.mat"), n=60, dims=(5, 4), clusters=3)
-    model = VLSG(dm.feature_dims, num_clusters=3, hidden=(8,), latent=4, feature_dim=4, cluster_on="features")
+    model = VLSG(dm.feature_dims, num_clusters=3, net={"hidden": (8,), "latent": 4, "feature_dim": 4},
+                 cluster_on="features")
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(RuntimeError, match="no cluster centres yet"):
         trainer.predict(model, datamodule=dm)
@@ -188,7 +205,7 @@ def test_graph_neighbours_reach_the_loss(tmp_path: Path) -> None:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     torch.manual_seed(0)
-    model = VLSG(dm.feature_dims, num_clusters=4, hidden=(16,), latent=8, feature_dim=4)
+    model = VLSG(dm.feature_dims, num_clusters=4, net={"hidden": (16,), "latent": 8, "feature_dim": 4})
     guided = model.losses(batch, contrastive=True)
     assert guided["batch_neighbours"] > 0
     model.use_graph = False

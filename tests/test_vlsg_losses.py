@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
+from lightning_kd.checkpoint import ConfigError
+from lightning_kd.methods.vlsg.losses import (
+    VLSGLossOptions,
+    cluster_contrastive,
+    contrastive_losses,
+    graph_guided_contrastive,
+    neighbour_mask,
+)
+from lightning_kd.options import options
 
 E = math.e
 
@@ -104,3 +112,34 @@ def test_cluster_contrastive_collapsed_assignment_by_hand() -> None:
 def test_unknown_neighbour_mode() -> None:
     with pytest.raises(ValueError, match="neighbour_mode"):
         graph_guided_contrastive(torch.eye(2), torch.eye(2), 1.0, None, "ignore")
+
+
+def test_loss_options_refuse_bad_values_and_unknown_names() -> None:
+    with pytest.raises(ConfigError, match=r"model.init_args.loss.neighbour_mode must be 'exclude' or 'positive'"):
+        VLSGLossOptions(neighbour_mode="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"model.init_args.loss.pair_reduction must be 'mean' or 'sum'"):
+        options(VLSGLossOptions, {"pair_reduction": "max"})
+    with pytest.raises(ConfigError, match=r"VLSGLossOptions has no option 'hidden'"):
+        options(VLSGLossOptions, {"hidden": [8]})
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_contrastive_losses_reduce_over_every_pair_of_views(reduction: str) -> None:
+    """Three views: the 3 pairs (0,1) (0,2) (1,2), each loss at its own temperature, summed or averaged."""
+    g = torch.Generator().manual_seed(0)
+    h = {v: F.normalize(torch.randn(6, 4, generator=g), dim=1) for v in ("a", "b", "c")}
+    q = {v: torch.softmax(torch.randn(6, 3, generator=g), dim=1) for v in ("a", "b", "c")}
+    nb = neighbour_mask(torch.tensor([[1], [0], [3], [2], [5], [4]]), torch.arange(6))
+    o = VLSGLossOptions(feature_temperature=0.3, cluster_temperature=0.7, neighbour_mode="exclude",
+                        pair_reduction=reduction)
+    feat, clus = contrastive_losses(h, q, nb, o)
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    want_f = sum(graph_guided_contrastive(h[x], h[y], 0.3, nb, "exclude") for x, y in pairs)
+    want_c = sum(cluster_contrastive(q[x], q[y], 0.7) for x, y in pairs)
+    div = 3 if reduction == "mean" else 1
+    torch.testing.assert_close(feat, want_f / div)
+    torch.testing.assert_close(clus, want_c / div)
+    # a mapping (as a checkpoint holds it) gives the same numbers
+    torch.testing.assert_close(contrastive_losses(h, q, nb, {"feature_temperature": 0.3, "cluster_temperature": 0.7,
+                                                             "neighbour_mode": "exclude",
+                                                             "pair_reduction": reduction})[0], feat)

@@ -10,7 +10,7 @@ import torch
 
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
-from lightning_kd.methods.vlsg import VLSG, VLSGNet
+from lightning_kd.methods.vlsg import VLSG, VLSGNet, VLSGNetOptions
 from lightning_kd.methods.vlsg.module import EvaluatedSamples
 
 DIMS = {"view_0": 6, "view_1": 5, "view_2": 4}
@@ -60,8 +60,8 @@ def test_training_step_updates_the_heads_from_every_view(tmp_path: Path, shared:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     torch.manual_seed(0)
-    model = VLSG(dm.feature_dims, num_clusters=3, hidden=(8,), latent=6, feature_dim=4, shared_heads=shared,
-                 pretrain_epochs=0)
+    net = VLSGNetOptions(hidden=(8,), latent=6, feature_dim=4, shared_heads=shared)
+    model = VLSG(dm.feature_dims, num_clusters=3, net=net, pretrain_epochs=0)
     terms = model.losses(batch, contrastive=True)
     terms["loss"].backward()
     heads = [model.net.feature_head_of(v) for v in model.net.views] + [model.net.label_head_of(v) for v in model.net.views]
@@ -81,6 +81,11 @@ def test_training_step_updates_the_heads_from_every_view(tmp_path: Path, shared:
     trainer.fit(model, datamodule=dm)
     after = model.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
+    # MethodModule's training_step logged every term of training_losses; the base's plain Adam, no scheduler
+    logged = {k for k in trainer.callback_metrics if k.startswith("train/")}
+    assert logged == {f"train/{k}" for k in ("loss", "recon", "feature_contrastive", "cluster_contrastive",
+                                             "batch_neighbours")}
+    assert type(trainer.optimizers[0]) is torch.optim.Adam and trainer.lr_scheduler_configs == []
 
 
 def test_evaluated_samples_sorts_and_drops_sampler_repeats() -> None:

@@ -1,7 +1,9 @@
 """Shared LightningModule plumbing for the methods (DMD, the fusion baseline, CorrKD, ...).
 
 A method subclasses :class:`SentimentRegressionModule` (or :class:`MethodModule`), builds its plain
-``nn.Module`` in ``__init__``, and implements :meth:`predict_scores` and :meth:`training_losses`.
+``nn.Module`` in ``__init__``, and implements :meth:`~MethodModule.training_losses` (the base's
+``training_step`` logs its terms and optimises ``"loss"``) and :meth:`predict_scores` (or, on
+:class:`MethodModule`, ``_eval_step``).
 Evaluation, MMSA metrics, the optimiser / scheduler of the DMD protocol, prediction rows, the
 checkpoint's method tag and the options mechanism below live here once.
 
@@ -44,7 +46,8 @@ from lightning_kd.options import plain
 
 
 class MethodModule(pl.LightningModule):
-    """Base of every method's LightningModule: Adam (+ optional ReduceLROnPlateau on ``val/loss``), checkpoint tag.
+    """Base of every method's LightningModule: the training step (logs every term of :meth:`training_losses`),
+    evaluation hooks, Adam (+ optional ReduceLROnPlateau on ``val/loss``), the checkpoint tag.
 
     Args:
         lr: Adam learning rate.
@@ -66,6 +69,18 @@ class MethodModule(pl.LightningModule):
         checkpoint's hyper-parameters load with ``weights_only=True`` and rebuild the module without a config."""
         for name, value in groups.items():
             self.hparams[name] = plain(value)
+
+    # -- training: subclasses implement ``training_losses`` ------------------------------------------
+    @abstractmethod
+    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Every loss term of one training step; ``"loss"`` is the total that is optimised."""
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Log every scalar term of :meth:`training_losses` as ``train/<name>`` (epoch means) and return ``loss``."""
+        terms = self.training_losses(batch)
+        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items() if v.ndim == 0},
+                      on_step=False, on_epoch=True, batch_size=len(batch))
+        return terms["loss"]
 
     # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
     @abstractmethod
@@ -153,17 +168,6 @@ class SentimentRegressionModule(MethodModule):
     @abstractmethod
     def predict_scores(self, batch: Batch) -> Tensor:
         """Sentiment scores ``(B,)`` for a batch (eval path)."""
-
-    @abstractmethod
-    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
-        """Every loss term of one training step; ``"loss"`` is the total that is optimised."""
-
-    # -- training -------------------------------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        terms = self.training_losses(batch)
-        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items() if v.ndim == 0},
-                      on_step=False, on_epoch=True, batch_size=len(batch))
-        return terms["loss"]
 
     def _eval_step(self, batch: Batch, stage: str, metrics: SentimentMetrics) -> None:
         pred = self.predict_scores(batch).float()

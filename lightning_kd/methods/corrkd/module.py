@@ -122,17 +122,15 @@ class CorrKD(TeacherMixin, MethodModule):
         return pred[:, 0] if pred.shape[1] == 1 else pred
 
     # -- steps ------------------------------------------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """The objective's terms on the (augmented) batch; a student's teacher sees the complete batch."""
         labels = self.class_labels(batch.target)
         student = self(batch)
         teacher = None
         if self.role == "student":
             full = batch.complete()
             teacher = self.teacher_forward(lambda t: t.net(full.inputs, full.masks))
-        terms = self.objective(student, labels, teacher)
-        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=len(batch))
-        return terms["loss"]
+        return self.objective(student, labels, teacher)
 
     def _eval_step(self, batch: Batch, stage: str, metrics: ClassificationMetrics) -> None:
         out = self(batch)

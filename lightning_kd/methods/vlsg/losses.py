@@ -9,11 +9,47 @@ not pushed apart. The exact form is this project's interpretation (VLSG's code i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["cluster_contrastive", "graph_guided_contrastive", "neighbour_mask"]
+from lightning_kd.checkpoint import ConfigError
+from lightning_kd.options import options
+
+__all__ = ["VLSGLossOptions", "cluster_contrastive", "contrastive_losses", "graph_guided_contrastive",
+           "neighbour_mask"]
+
+
+@dataclass(frozen=True)
+class VLSGLossOptions:
+    """Options of VLSG's contrastive phase (:func:`contrastive_losses`; defaults: MFLVC's values).
+
+    Attributes:
+        contrastive_weight / feature_temperature: weight and temperature of the feature-level loss
+            (:func:`graph_guided_contrastive`).
+        cluster_weight / cluster_temperature: weight and temperature of the cluster-level loss
+            (:func:`cluster_contrastive`).
+        neighbour_mode: ``"positive"``: semantic neighbours are extra positives of the cross-view contrast;
+            ``"exclude"``: they are only removed from the negatives.
+        pair_reduction: ``"mean"`` or ``"sum"`` of the contrastive losses over the ``V (V - 1) / 2`` view pairs.
+    """
+
+    contrastive_weight: float = 1.0
+    feature_temperature: float = 0.5
+    cluster_weight: float = 1.0
+    cluster_temperature: float = 1.0
+    neighbour_mode: Literal["exclude", "positive"] = "positive"
+    pair_reduction: Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.neighbour_mode not in ("exclude", "positive"):
+            raise ConfigError(f"model.init_args.loss.neighbour_mode must be 'exclude' or 'positive', got "
+                              f"{self.neighbour_mode!r}")
+        if self.pair_reduction not in ("mean", "sum"):
+            raise ConfigError(f"model.init_args.loss.pair_reduction must be 'mean' or 'sum', got "
+                              f"{self.pair_reduction!r}")
 
 
 def neighbour_mask(neighbours: Tensor, index: Tensor) -> Tensor:
@@ -78,3 +114,27 @@ def cluster_contrastive(q_a: Tensor, q_b: Tensor, temperature: float = 1.0) -> T
             p = q.sum(0) / q.sum()
             loss = loss + math.log(k) + (p * torch.log(p.clamp_min(1e-12))).sum()
         return loss
+
+
+def contrastive_losses(h: dict[str, Tensor], q: dict[str, Tensor], neighbours: Tensor | None = None,
+                       loss: VLSGLossOptions | dict[str, Any] | None = None) -> tuple[Tensor, Tensor]:
+    """The unweighted feature-level and cluster-level losses of VLSG's contrastive phase, reduced over every
+    pair of views (``pair_reduction``).
+
+    Args:
+        h / q: view -> L2-normalised features ``(B, d)`` / cluster probabilities ``(B, K)`` (at least 2 views).
+        neighbours: ``(B, B)`` bool semantic-graph neighbours (:func:`neighbour_mask`), or None.
+        loss: the :class:`VLSGLossOptions` (instance, mapping or None).
+    """
+    o = loss if isinstance(loss, VLSGLossOptions) else options(VLSGLossOptions, loss)
+    views = list(h)
+    pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]]
+    if not pairs:
+        raise ValueError("contrastive_losses needs at least two views")
+    feat = clus = h[views[0]].new_zeros((), dtype=torch.float32)
+    for a, b in pairs:
+        feat = feat + graph_guided_contrastive(h[a], h[b], o.feature_temperature, neighbours, o.neighbour_mode)
+        clus = clus + cluster_contrastive(q[a], q[b], o.cluster_temperature)
+    if o.pair_reduction == "mean":
+        feat, clus = feat / len(pairs), clus / len(pairs)
+    return feat, clus

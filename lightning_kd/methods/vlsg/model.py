@@ -11,12 +11,16 @@ publishes no architecture; using MFLVC's networks is this project's interpretati
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["VLSGNet", "ViewAutoencoder"]
+from lightning_kd.options import options
+
+__all__ = ["VLSGNet", "VLSGNetOptions", "ViewAutoencoder"]
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -43,29 +47,38 @@ class ViewAutoencoder(nn.Module):
         return z, self.decoder(z)
 
 
+@dataclass(frozen=True)
+class VLSGNetOptions:
+    """Options of :class:`VLSGNet` (defaults: MFLVC's sizes).
+
+    Attributes:
+        hidden: encoder hidden sizes (the decoder mirrors them).
+        latent: size of each view's latent code ``z``.
+        feature_dim: size of each view's contrastive feature ``h`` (L2-normalised).
+        shared_heads: one feature head and one label head applied to every view (MFLVC); ``False`` (default):
+            one pair per view. Measured on held-out data (benchmarks/results/vlsg_defaults.json): see the README.
+    """
+
+    hidden: tuple[int, ...] = (500, 500, 2000)
+    latent: int = 512
+    feature_dim: int = 128
+    shared_heads: bool = False
+
+
 class VLSGNet(nn.Module):
     """Per-view autoencoders plus feature and label heads (MFLVC sizes by default).
 
     Args:
         feature_dims: view name -> input size, e.g. ``{"view_0": 76, "view_1": 216}``.
         num_clusters: K, the size of every label head.
-        hidden: encoder hidden sizes (the decoder mirrors them).
-        latent: size of each view's latent code ``z``.
-        feature_dim: size of each view's contrastive feature ``h`` (L2-normalised).
-        shared_heads: one feature head and one label head applied to every view (MFLVC); ``False`` (default,
-            as :class:`~lightning_kd.methods.vlsg.VLSG`): one pair per view.
+        net: the :class:`VLSGNetOptions` (instance, mapping or None); ``overrides`` replace single fields.
     """
 
-    def __init__(
-        self,
-        feature_dims: dict[str, int],
-        num_clusters: int,
-        hidden: Sequence[int] = (500, 500, 2000),
-        latent: int = 512,
-        feature_dim: int = 128,
-        shared_heads: bool = False,
-    ) -> None:
+    def __init__(self, feature_dims: dict[str, int], num_clusters: int,
+                 net: VLSGNetOptions | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
+        o = self.options = options(VLSGNetOptions, net, **overrides)
+        hidden, latent, feature_dim, shared_heads = o.hidden, o.latent, o.feature_dim, o.shared_heads
         if not feature_dims:
             raise ValueError("feature_dims is empty: a multi-view model needs at least one view")
         if num_clusters < 2:

@@ -4,7 +4,7 @@ clustering of all samples (transductive) by k-means on the learned features or b
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -20,9 +20,10 @@ from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
 from lightning_kd.methods.base import MethodModule
-from lightning_kd.methods.vlsg.losses import cluster_contrastive, graph_guided_contrastive, neighbour_mask
-from lightning_kd.methods.vlsg.model import VLSGNet
+from lightning_kd.methods.vlsg.losses import VLSGLossOptions, contrastive_losses, neighbour_mask
+from lightning_kd.methods.vlsg.model import VLSGNet, VLSGNetOptions
 from lightning_kd.metrics.clustering import clustering_metrics
+from lightning_kd.options import options
 
 __all__ = ["VLSG", "EvaluatedSamples"]
 
@@ -62,10 +63,10 @@ class VLSG(MethodModule):
     Schedule (one ``fit``, epoch-based so resumed runs repeat it):
 
     1. epochs ``< pretrain_epochs``: every view's autoencoder learns to reconstruct its (graph-filtered) view;
-    2. afterwards: reconstruction + ``contrastive_weight`` x graph-guided cross-view contrastive loss on the
+    2. afterwards: reconstruction + ``loss.contrastive_weight`` x graph-guided cross-view contrastive loss on the
        feature heads, averaged over the pairs of views (semantic-graph neighbours are never negatives: by
-       default they are extra positives, ``neighbour_mode``) + ``cluster_weight`` x MFLVC's cluster-level
-       contrastive loss on the label heads;
+       default they are extra positives, ``loss.neighbour_mode``) + ``loss.cluster_weight`` x MFLVC's cluster-level
+       contrastive loss on the label heads (:func:`~lightning_kd.methods.vlsg.losses.contrastive_losses`);
     3. at every validation epoch end, all samples are clustered (``cluster_on``): by the label heads, or by
        k-means whose centres are stored in the checkpoint, so ``test`` and ``predict`` assign samples to the
        same clusters.
@@ -78,23 +79,20 @@ class VLSG(MethodModule):
         feature_dims: view -> input size (linked from the datamodule).
         num_clusters: K; ``None`` = the datamodule's number of classes, read at setup (and then saved in the
             checkpoint's hyper-parameters).
-        hidden, latent, feature_dim: network sizes (:class:`~lightning_kd.methods.vlsg.model.VLSGNet`).
-        shared_heads: one feature head and one label head for all views (MFLVC); ``False`` (default): one pair
-            per view. Measured on held-out data (benchmarks/results/vlsg_defaults.json): see the README.
+        net: the :class:`~lightning_kd.methods.vlsg.model.VLSGNetOptions` (``hidden``, ``latent``,
+            ``feature_dim``, ``shared_heads``).
+        loss: the :class:`~lightning_kd.methods.vlsg.losses.VLSGLossOptions` (weights and temperatures of the
+            contrastive phase, ``neighbour_mode``, ``pair_reduction``).
         pretrain_epochs: reconstruction-only epochs before the contrastive phase.
-        contrastive_weight / feature_temperature: weight and temperature of the feature-level loss.
-        cluster_weight / cluster_temperature: weight and temperature of the cluster-level loss.
         use_graph: read the semantic neighbours the datamodule attaches (``semantic_graph``); ``False`` ignores
             them (the filtered views are still used).
-        neighbour_mode: ``"positive"``: semantic neighbours are extra positives of the cross-view contrast;
-            ``"exclude"``: they are only removed from the negatives.
-        pair_reduction: ``"mean"`` or ``"sum"`` of the contrastive losses over the ``V (V - 1) / 2`` view pairs.
         cluster_on: ``"latent"`` (k-means on the concatenated, per-view L2-normalised latent codes ``z``),
             ``"features"`` (k-means on the normalised feature heads) or ``"labels"`` (argmax of the label heads
             averaged over views).
         kmeans_init: k-means restarts (scikit-learn ``n_init``).
         kmeans_seed: k-means ``random_state``; ``None`` = the run's ``seed_everything`` value.
-        lr, weight_decay: Adam (constant learning rate, as MFLVC).
+        lr, weight_decay: Adam (constant learning rate, as MFLVC: the base's ``lr_scheduler="none"``; a plateau
+            schedule would watch ``val/loss``, which clustering does not log).
         seq_lens: accepted for the CLI link; multi-view inputs are vectors.
 
     ``num_clusters: null`` is resolved at ``setup`` from the datamodule, or, when a checkpoint is loaded without
@@ -110,18 +108,10 @@ class VLSG(MethodModule):
         self,
         feature_dims: dict[str, int],
         num_clusters: int | None = None,
-        hidden: Sequence[int] = (500, 500, 2000),
-        latent: int = 512,
-        feature_dim: int = 128,
-        shared_heads: bool = False,
+        net: VLSGNetOptions = VLSGNetOptions(),  # noqa: B008 - frozen dataclass, shown by --print_config
+        loss: VLSGLossOptions = VLSGLossOptions(),  # noqa: B008
         pretrain_epochs: int = 50,
-        contrastive_weight: float = 1.0,
-        feature_temperature: float = 0.5,
-        cluster_weight: float = 1.0,
-        cluster_temperature: float = 1.0,
         use_graph: bool = True,
-        neighbour_mode: Literal["exclude", "positive"] = "positive",
-        pair_reduction: Literal["mean", "sum"] = "mean",
         cluster_on: Literal["features", "latent", "labels"] = "latent",
         kmeans_init: int = 10,
         kmeans_seed: int | None = None,
@@ -129,14 +119,12 @@ class VLSG(MethodModule):
         weight_decay: float = 0.0,
         seq_lens: dict[str, int] | None = None,
     ) -> None:
-        super().__init__(lr=lr, weight_decay=weight_decay)
+        super().__init__(lr=lr, weight_decay=weight_decay, lr_scheduler="none")
         if cluster_on not in ("features", "latent", "labels"):
             raise ValueError(f"cluster_on must be 'features', 'latent' or 'labels', got {cluster_on!r}")
-        if pair_reduction not in ("mean", "sum"):
-            raise ValueError(f"pair_reduction must be 'mean' or 'sum', got {pair_reduction!r}")
-        if neighbour_mode not in ("exclude", "positive"):
-            raise ValueError(f"neighbour_mode must be 'exclude' or 'positive', got {neighbour_mode!r}")
+        self.net_options, self.loss_options = options(VLSGNetOptions, net), options(VLSGLossOptions, loss)
         self.save_hyperparameters(ignore=["seq_lens"])
+        self.save_options(net=self.net_options, loss=self.loss_options)
         self.net: VLSGNet | None = None
         self.num_clusters: int | None = None  # resolved by _build (from the argument, the data or a checkpoint)
         self.use_graph = use_graph
@@ -153,10 +141,10 @@ class VLSG(MethodModule):
     # -- setup -----------------------------------------------------------------------------------
     def _build(self, num_clusters: int) -> None:
         """The network and the k-means centre buffers for ``num_clusters`` clusters."""
-        h = self.hparams
-        self.net = VLSGNet(h.feature_dims, num_clusters, h.hidden, h.latent, h.feature_dim, h.shared_heads)
+        h, o = self.hparams, self.net_options
+        self.net = VLSGNet(h.feature_dims, num_clusters, o)
         self.num_clusters = num_clusters
-        emb = (h.latent if h.cluster_on == "latent" else h.feature_dim) * len(h.feature_dims)
+        emb = (o.latent if h.cluster_on == "latent" else o.feature_dim) * len(h.feature_dims)
         self.register_buffer("cluster_centers", torch.zeros(num_clusters, emb))
         self.register_buffer("centers_fitted", torch.tensor(False))
 
@@ -199,7 +187,6 @@ class VLSG(MethodModule):
 
     def losses(self, batch: Batch, contrastive: bool) -> dict[str, Tensor]:
         """Every loss term of a batch; ``"loss"`` is the optimised total."""
-        h = self.hparams
         views = self.net.views
         out = self.net({v: batch.inputs[v] for v in views})
         recon = sum(F.mse_loss(out["recon"][v].float(), batch.inputs[v].float()) for v in views)
@@ -210,31 +197,18 @@ class VLSG(MethodModule):
             if self.use_graph and NEIGHBOURS_KEY in batch.inputs:
                 neighbours = neighbour_mask(batch.inputs[NEIGHBOURS_KEY], batch.index)
                 terms["batch_neighbours"] = neighbours.float().sum(1).mean()
-            feat = clus = recon.new_zeros(())
-            pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]]
-            for a, b in pairs:
-                feat = feat + graph_guided_contrastive(out["h"][a], out["h"][b], h.feature_temperature, neighbours,
-                                                       h.neighbour_mode)
-                clus = clus + cluster_contrastive(out["q"][a], out["q"][b], h.cluster_temperature)
-            if h.pair_reduction == "mean":
-                feat, clus = feat / len(pairs), clus / len(pairs)
+            o = self.loss_options
+            feat, clus = contrastive_losses(out["h"], out["q"], neighbours, o)
             terms["feature_contrastive"], terms["cluster_contrastive"] = feat, clus
-            total = total + h.contrastive_weight * feat + h.cluster_weight * clus
+            total = total + o.contrastive_weight * feat + o.cluster_weight * clus
         else:  # the heads take no part in pretraining: a zero term keeps every parameter in the graph (DDP)
             total = total + 0.0 * sum(out["h"][v].sum() + out["q"][v].sum() for v in views)
         terms["loss"] = total
         return terms
 
     def training_losses(self, batch: Batch) -> dict[str, Tensor]:
-        """Every loss term of one training step, for the epoch's phase (the name SentimentRegressionModule's
-        generic ``training_step`` calls; MethodModule has no such step yet, so VLSG keeps its own below)."""
+        """Every loss term of one training step, for the epoch's phase (logged by MethodModule's ``training_step``)."""
         return self.losses(batch, self.in_contrastive_phase())
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        terms = self.training_losses(batch)
-        self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items()},
-                      on_step=False, on_epoch=True, batch_size=len(batch))
-        return terms["loss"]
 
     # -- evaluation (MethodModule's hooks): embed every sample, cluster all of them at epoch end --------
     def _embed(self, batch: Batch, kind: str | None = None) -> Tensor:
@@ -304,8 +278,3 @@ class VLSG(MethodModule):
     def forward(self, batch: Batch) -> Tensor:
         """Cluster ids of a batch."""
         return self.assign(self._embed(batch))
-
-    def configure_optimizers(self) -> Any:
-        """Constant-rate Adam (MFLVC): the base's ReduceLROnPlateau watches ``val/loss``, which clustering has
-        not (MethodModule has no switch for "no scheduler" yet)."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
