@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_kd.data.errors import DataFormatError
+from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.formats import common
 from lightning_kd.data.formats.mmsa import read_mmsa
 from lightning_kd.data.formats.mult import read_mult

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats import mfeat
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS, MfeatDataModule, read_mfeat
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs

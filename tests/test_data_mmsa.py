@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data import Batch, DataFormatError
-from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.mmsa import SyntheticMMSADataModule, write_mmsa_pickle

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data import Batch, DataFormatError
-from lightning_kd.data.errors import DataFileNotFoundError
 from lightning_kd.data.formats.mult import EMOTIONS, MulTDataModule, read_mult
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle

@@ -10,8 +10,8 @@ import scipy.io
 import scipy.sparse
 import torch
 
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.batch import Batch
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiview_mat
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.multiview import _build, write_multiview_mat

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_kd.data.errors import DataFormatError
+from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.formats.common import load_pickle
 from lightning_kd.data.formats.mmsa import read_mmsa
 from lightning_kd.data.formats.mult import read_mult

@@ -1,8 +1,8 @@
 """Shared data layer: batch type, in-memory datamodules, on-disk format readers and generators."""
 
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.digits import DigitsCLIPDataModule
 from lightning_kd.data.formats.mfeat import MfeatDataModule, read_mfeat
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa

@@ -9,8 +9,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.batch import Batch
-from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.seeding import run_seed
 from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.batch import Batch
-from lightning_kd.data.errors import DataFormatError
 
 __all__ = [
     "EpochSeededSampler",

@@ -1,7 +1,7 @@
 """Checks every reader shares, written once: one error style, one (restricted) unpickling path, the split
 layout, per-key sample counts, label range, finiteness, cross-split feature sizes and class counts.
 
-Every check raises :class:`~lightning_kd.data.errors.DataFormatError` with one line
+Every check raises :class:`~lightning_kd.checkpoint.DataFormatError` with one line
 ``<file>, split 's', key 'k': <what>. Fix: <fix>.`` (:func:`format_error`); each reader passes its own fix.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.datamodule import SPLITS
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.safe_pickle import RefusedGlobalError, restricted_load
 from lightning_kd.data.split import SplitTensors
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_kd.data.errors import DataFileNotFoundError
+from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data.formats.common import format_error
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
-from lightning_kd.data.errors import DataFormatError
 from lightning_kd.data.formats.common import (
     check_label_range,
     first_nonfinite,

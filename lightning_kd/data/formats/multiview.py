@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
-from lightning_kd.data.errors import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.formats.common import check_min_classes, format_error
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 from lightning_kd.data.split import SplitTensors
