@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning.pytorch as pl
@@ -230,7 +229,6 @@ def main(argv: list[str] | None = None) -> None:
         if args and args[0] == "generate":
             from lightning_kd.data.generate.command import generate_cli
 
-            _check_generate_out(args[1:])
             generate_cli(args[1:])
         elif args and args[0] == "pipeline":
             pipeline_cli(args[1:])
@@ -242,22 +240,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"lightning-kd: error: {known}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _check_generate_out(args: list[str]) -> None:
-    """``generate ... --out PATH``: a file for every format but ``mfeat`` (a folder), in a writable place."""
-    out = next((a.split("=", 1)[1] for a in args if a.startswith("--out=")), None)
-    if out is None and "--out" in args[:-1]:
-        out = args[args.index("--out") + 1]
-    if not out:
-        return
-    path = Path(out).expanduser()
-    folder = bool(args) and args[0] == "mfeat"
-    if path.is_dir() and not folder:
-        raise OutputPathError(f"`--out` {path} is a directory. Fix: give a file name, e.g. --out {path / 'data.pkl'}")
-    problem = output_dir_problem(path if folder else path.parent)
-    if problem:
-        raise OutputPathError(f"`--out` {path} cannot be written: {problem}. Fix: choose a path in a writable folder.")
 
 
 USER_ERRORS = (UserError, FileNotFoundError)

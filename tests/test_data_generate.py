@@ -24,11 +24,13 @@ SMALL = {
 
 
 def _error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    from lightning_kd.cli import main
+
     with pytest.raises(SystemExit) as exit_:
-        generate_cli(argv)
+        main(["generate", *argv])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lightning-kd generate: error: "), err
+    assert err.count("\n") == 1 and err.startswith("lightning-kd: error: "), err
     return err
 
 

@@ -3,7 +3,7 @@
 Safe by construction: an existing output is never replaced without ``--force``; a split of zero samples is
 refused; every file is written atomically (temporary file next to it, renamed when complete), and SIGTERM /
 SIGHUP stop the command through ``SystemExit`` so the temporary file is removed as on Ctrl-C. Bad options stop
-with one line ``lightning-kd generate: error: <what>. Fix: <fix>.`` and exit status 2.
+with one line ``lightning-kd: error: <what>. Fix: <fix>.`` and exit status 2 (printed by the CLI).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS
 from lightning_kd.data.generate.base import MODALITIES, SPLITS
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs
@@ -28,8 +29,8 @@ __all__ = ["generate_cli"]
 PROG = "lightning-kd generate"
 
 
-class _Stop(Exception):
-    """A refused option: printed as one line, exit status 2."""
+class _Stop(ConfigError):
+    """A refused option: ``lightning-kd`` prints it as one line ``lightning-kd: error: ...``, exit status 2."""
 
 
 class _Terminated(SystemExit):
@@ -146,9 +147,6 @@ def generate_cli(argv: list[str] | None = None) -> None:
     try:
         with _signals_exit():
             _run(args)
-    except _Stop as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     except _Terminated as e:
         print(f"{PROG}: stopped by signal {int(e.code) - 128}; no partial file is left", file=sys.stderr)
         raise
