@@ -225,8 +225,12 @@ def test_generate_cli_multiview(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert [x.shape for x in views] == [(40, 5), (40, 6)] and set(labels.tolist()) == {0, 1, 2, 3}
     with pytest.raises(SystemExit):
         generate_cli(["multiview"])  # --out is required
-    with pytest.raises(SystemExit):
-        generate_cli(["multiview", "--out", str(out), "--n", "5", "--dims", "5", "--transpose"])  # ambiguous
+    from lightning_kd.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # ambiguous: a refused option is one line through the CLI
+        main(["generate", "multiview", "--out", str(out), "--n", "5", "--dims", "5", "--transpose", "--force"])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("lightning-kd: error: ")
 
 
 # -- the data carry the clusters ---------------------------------------------------------------------------------------
