@@ -6,7 +6,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_kd.data.missing import MODALITY_SETTINGS
 from lightning_kd.robustness import DEFAULT_RATES, run_robustness
 
 
@@ -21,7 +20,7 @@ class KDTrainer(pl.Trainer):
         datamodule: pl.LightningDataModule,
         ckpt_path: str | None = None,
         rates: list[float] = list(DEFAULT_RATES),  # noqa: B006 - read-only default, shown by --help
-        settings: list[str] = list(MODALITY_SETTINGS),  # noqa: B006
+        settings: list[str] | None = None,
         seed: int = 0,
         weights_only: bool | None = None,
     ) -> list[dict[str, Any]]:
@@ -32,7 +31,9 @@ class KDTrainer(pl.Trainer):
             datamodule: a lightning_kd datamodule (its ``eval_missing`` is set per condition).
             ckpt_path: checkpoint to evaluate (any trained sentiment method).
             rates: frame-drop rates p (default 0.0, 0.1, ..., 1.0).
-            settings: available-modality settings, letters of l(anguage), a(udio), v(ision).
+            settings: available-modality settings: names joined by ``+`` (``eeg+face``, ``face``) or, for text /
+                audio / vision, the letters l, a, v (``lav``, ``lv``); default: every non-empty subset of the
+                datamodule's modalities, the complete set last (l, a, v, la, lv, av, lav on text/audio/vision).
             seed: seed of the (counter-based) drop masks; the same seed gives the same conditions.
             weights_only: passed to ``torch.load`` as in ``test`` (lets a run's saved config.yaml be reused).
         """

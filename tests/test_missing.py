@@ -324,9 +324,15 @@ def test_complete_returns_the_original_batch() -> None:
 
 
 def test_invalid_arguments_raise_value_error() -> None:
-    for kwargs in ({"rate": -0.1}, {"rate": 1.5}, {"available": ""}, {"available": "lx"}, {"available": "text"}):
+    for kwargs in ({"rate": -0.1}, {"rate": 1.5}, {"available": ""}, {"available": "l+"}, {"available": "eeg face"},
+                   {"available": "avg"}, {"available": "all+l"}):
         with pytest.raises(ValueError):
             MissingCondition(**kwargs)
+    # names are settings now ("text" is "l"); a name the data does not have stops when the condition is applied
+    assert MissingCondition(0.5, "text").available == "l"
+    for available in ("lx", "eeg", "text+eeg"):
+        with pytest.raises(ValueError, match="does not have"):
+            MissingCondition(0.5, available).apply(make_batch(n=4))
     for kwargs in ({"min_rate": 0.5, "max_rate": 0.2}, {"min_rate": -0.1, "max_rate": 0.5}, {"max_rate": 1.5},
                    {"modality_prob": -0.1}, {"modality_prob": 1.1}):
         with pytest.raises(ValueError):

@@ -9,9 +9,15 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_kd.checkpoint import DataFormatError
+from lightning_kd.checkpoint import ConfigError, DataFormatError
 from lightning_kd.data.batch import Batch
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.missing import (
+    MissingAugmentation,
+    MissingCondition,
+    ModalityLayout,
+    default_step_axis,
+    input_modality,
+)
 from lightning_kd.data.seeding import run_seed
 from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
 
@@ -30,6 +36,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     Subclasses implement :meth:`load_splits`, which reads the files once and returns all splits as
     tensors. Nothing is re-read per step or per split, and loaders use no worker processes (the data
     is already in memory, workers would only copy it).
+
+    Modalities are declared by name (:attr:`modalities`, :attr:`input_modalities`, :attr:`step_axes`, together
+    :attr:`modality_layout`): the missing-modality protocol (:mod:`lightning_kd.data.missing`) and
+    ``lightning-kd robustness`` work on whatever modalities the data has. The defaults follow the data contract
+    (``text_bert`` carries ``text``, every other input is its own modality; steps on axis 1, on axis 2 for
+    ``text_bert (B, 3, L)`` and ``eeg (B, C, T)``); a datamodule with other inputs overrides them.
 
     ``feature_dims`` and ``seq_lens`` are read from the data and linked into the model by the CLI
     (``apply_on="instantiate"``), so configs never repeat them. Reading them reads the data, so a file
@@ -79,6 +91,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self._splits: dict[str, SplitTensors] | None = None
         # (train_missing, the same with its seed resolved at loader time)
         self._train_augmentation: tuple[MissingAugmentation, MissingAugmentation] | None = None
+        self._modality_layout: ModalityLayout | None = None
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -124,9 +137,37 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     @property
     def seq_lens(self) -> dict[str, int]:
-        """Modality -> padded sequence length (steps axis of the stored tensors)."""
-        s = self.splits["train"]
-        return {k: int(v.shape[-1]) if not v.is_floating_point() else int(v.shape[1]) for k, v in s.inputs.items()}
+        """Input -> padded sequence length (the size of its :attr:`step_axes` axis in the stored tensors)."""
+        s, axes = self.splits["train"], self.step_axes
+        return {k: int(v.shape[axes.get(k, default_step_axis(k))]) for k, v in s.inputs.items()}
+
+    # -- modalities by name ---------------------------------------------------------------------
+    @property
+    def input_modalities(self) -> dict[str, str]:
+        """Input -> the modality it carries (default: ``text_bert`` -> ``text``, every other input its own name).
+
+        Every input of a batch belongs to one modality; several inputs may carry the same one."""
+        return {k: input_modality(k) for k in self.splits["train"].inputs}
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The data's modalities, in order (default: of :attr:`input_modalities`, in input order); MMSA,
+        MulT-style and synthetic data give ``("text", "audio", "vision")``."""
+        return tuple(dict.fromkeys(self.input_modalities.values()))
+
+    @property
+    def step_axes(self) -> dict[str, int]:
+        """Input -> the axis its steps (frames) run along; its mask is ``(B, L)`` along it. Default 1 (sequences
+        ``(B, L, D)``), 2 for ``text_bert (B, 3, L)`` and ``eeg (B, C, T)``."""
+        return {k: default_step_axis(k) for k in self.splits["train"].inputs}
+
+    @property
+    def modality_layout(self) -> ModalityLayout:
+        """:attr:`modalities`, :attr:`input_modalities` and :attr:`step_axes` as one
+        :class:`~lightning_kd.data.missing.ModalityLayout` (read once), what the missing-modality protocol uses."""
+        if self._modality_layout is None:
+            self._modality_layout = ModalityLayout(self.modalities, self.input_modalities, self.step_axes)
+        return self._modality_layout
 
     @property
     def target_kind(self) -> str | None:
@@ -143,6 +184,22 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits
+        self.check_missing()
+
+    def check_missing(self) -> None:
+        """``train_missing`` / ``eval_missing`` fit the data's modalities, else one :class:`ConfigError` line."""
+        if self.eval_missing is not None:
+            try:
+                self.modality_layout.resolve(self.eval_missing.available)
+            except ValueError as e:
+                raise ConfigError(f"{self.source}: eval_missing.available: {e}. Fix: set `--data.init_args."
+                                  "eval_missing.available` to modalities of this data joined by '+' (e.g. "
+                                  f"{self.modality_layout.settings()[-1]!r}) or 'all'") from None
+        aug = self.train_missing
+        if aug is not None and aug.modality_prob > 0 and len(self.modality_layout.modalities) < 2:
+            raise ConfigError(f"{self.source}: train_missing.modality_prob {aug.modality_prob} removes whole "
+                              f"modalities, but the data has one ({self.modality_layout.modalities[0]}). Fix: set "
+                              "`--data.init_args.train_missing.modality_prob 0`")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Apply the missing-modality augmentation (training) or condition (evaluation) on the device."""
@@ -151,9 +208,9 @@ class InMemoryDataModule(pl.LightningDataModule):
             return batch
         if trainer.training:
             if self.train_missing is not None:
-                return self._seeded(self.train_missing).apply(batch, epoch=trainer.current_epoch)
+                return self._seeded(self.train_missing).apply(batch, trainer.current_epoch, self.modality_layout)
         elif self.eval_missing is not None:
-            return self.eval_missing.seeded(self.effective_seed).apply(batch)
+            return self.eval_missing.seeded(self.effective_seed).apply(batch, self.modality_layout)
         return batch
 
     def _seeded(self, aug: MissingAugmentation) -> MissingAugmentation:
