@@ -328,8 +328,9 @@ def test_invalid_arguments_raise_value_error() -> None:
                    {"available": "avg"}, {"available": "all+l"}):
         with pytest.raises(ValueError):
             MissingCondition(**kwargs)
-    # names are settings now ("text" is "l"); a name the data does not have stops when the condition is applied
-    assert MissingCondition(0.5, "text").available == "l"
+    # names are settings now ("text" = "l"); a name the data does not have stops when the condition is applied
+    assert torch.equal(MissingCondition(0.5, "text").apply(make_batch(n=4)).inputs["audio"],
+                       MissingCondition(0.5, "l").apply(make_batch(n=4)).inputs["audio"])
     for available in ("lx", "eeg", "text+eeg"):
         with pytest.raises(ValueError, match="does not have"):
             MissingCondition(0.5, available).apply(make_batch(n=4))

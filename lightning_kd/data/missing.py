@@ -28,9 +28,12 @@ modality each input carries (one modality may be backed by several inputs: ``tex
 
 A *setting* (which modalities are available) is written with names joined by ``+`` (``eeg+face``,
 ``face``, ``text+vision``) or, for text / audio / vision, with the CorrKD letters ``l`` = text, ``a`` = audio,
-``v`` = vision (``lav``, ``lv``); ``all`` is every modality of the data. Settings within text / audio / vision
-are stored and reported in letters (``text+vision`` -> ``lv``), every other one in names in the layout's order.
-A modality name must not consist of the letters l, a, v only, nor be ``all`` or ``avg``.
+``v`` = vision (``lav``, ``lv``, and within names: ``l+eeg``); ``all`` is every modality of the data. A
+condition keeps the style it was written in (letters sorted to l, a, v order; names as written, without
+repeats). Labels of settings on a data set (:meth:`ModalityLayout.settings`, ``lightning-kd robustness``) are
+letters on text / audio / vision data (``l`` ... ``lav``, as CorrKD and the stored results write them) and
+names joined by ``+`` in the layout's order on any other (``eeg``, ``face``, ``eeg+face``). A modality name
+must not consist of the letters l, a, v only, nor be ``all`` or ``avg``.
 
 Randomness is counter-based: the decision for (sample, modality, step) is a hash of
 ``(seed, sample index, modality stream, step)``, not a draw from a stateful generator. So an evaluation
@@ -160,15 +163,15 @@ def parse_setting(setting: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def setting_label(names: Iterable[str], order: Sequence[str] = ()) -> str:
-    """How a setting is written: letters in l, a, v order when it lies within text / audio / vision, else names
-    joined by ``+`` in ``order`` (names not in ``order`` after, as given)."""
+def setting_label(names: Iterable[str], order: Sequence[str] = ("text", "audio", "vision")) -> str:
+    """How a setting of data with modalities ``order`` is written: in letters (l, a, v order) on text / audio /
+    vision data, else the names joined by ``+`` in ``order`` (names not in ``order`` after, as given)."""
     names = tuple(dict.fromkeys(names))
     if not names:
         raise ValueError("a modality setting needs at least one available modality")
-    if set(names) <= set(LETTERS.values()):
+    if set(names) | set(order) <= set(LETTERS.values()):
         return "".join(c for c, m in LETTERS.items() if m in names)
-    rank = {m: i for i, m in enumerate((*order, *LETTERS.values()))}
+    rank = {m: i for i, m in enumerate(order)}
     return "+".join(sorted(names, key=lambda m: rank.get(m, len(rank))))
 
 
@@ -324,7 +327,8 @@ class MissingCondition:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"missing rate must lie in [0, 1], got {self.rate}")
         names = parse_setting(self.available)
-        object.__setattr__(self, "available", ALL if names == (ALL,) else setting_label(names))
+        letters = _is_letters(self.available.strip()) and names != (ALL,)
+        object.__setattr__(self, "available", setting_label(names) if letters else "+".join(names))
 
     @property
     def is_complete(self) -> bool:
