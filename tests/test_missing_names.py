@@ -194,6 +194,27 @@ def test_modality_streams_are_fixed_and_distinct() -> None:
     assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
 
 
+
+def test_masks_of_new_names_are_pinned() -> None:
+    """New names draw from fixed streams (eeg, face) or CRC-32 (gsr): the same masks in every run and process.
+
+    ``gsr (B, T)`` has no feature axis: its steps are its samples (step axis 1)."""
+    layout = ModalityLayout(("eeg", "face", "gsr"), {"eeg": "eeg", "face": "face", "gsr": "gsr"})
+    b = Batch({"eeg": torch.ones(4, 2, 16), "face": torch.ones(4, 5, 3), "gsr": torch.ones(4, 12)},
+              index=torch.tensor([0, 5, 99, 4096]))
+
+    def drops(out: Batch) -> dict[str, list[int]]:
+        x = out.inputs
+        return {"eeg": bits((x["eeg"] == 0).all(1)), "face": bits((x["face"] == 0).all(-1)), "gsr": bits(x["gsr"] == 0)}
+
+    out = MissingCondition(0.5, "all", seed=0).apply(b, layout)
+    assert drops(out) == {"eeg": [30100, 37897, 46353, 28670], "face": [6, 11, 21, 5], "gsr": [2276, 1302, 3985, 3691]}
+    assert {k: bits(v) for k, v in out.masks.items()} == {"eeg": [65535] * 4, "face": [31] * 4, "gsr": [4095] * 4}
+    out = MissingAugmentation(0.1, 0.8, 0.6, seed=2).apply(b, 1, layout)
+    assert drops(out) == {"eeg": [32753, 843, 1584, 52466], "face": [31, 16, 31, 17], "gsr": [1247, 32, 4095, 4070]}
+    assert {k: bits(v) for k, v in out.masks.items()} == {"eeg": [65535] * 4, "face": [0, 31, 0, 31],
+                                                         "gsr": [4095, 4095, 0, 4095]}
+
 # -- a data set with other modalities: eeg (B, C, T) and face (B, F, D) -------------------------------------
 N_CH, N_T, N_F, D_FACE = 4, 40, 5, 6
 
@@ -365,3 +386,38 @@ def test_robustness_grid_over_eeg_and_face(tmp_path) -> None:
     assert rows[0]["acc"] == pytest.approx(acc["eeg+face@0.0"]) and rows[1]["acc"] == pytest.approx(acc["face@0.0"])
     with pytest.raises(ConfigError, match="--settings.*does not have"):
         trainer.robustness(SignModel(), dm, rates=[0.0], settings=["lav"])
+
+
+class Recorder(pl.LightningModule):
+    """Records the training batches; learns nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.seen: list[Batch] = []
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        self.seen.append(batch)
+        return self.w.sum() * 0.0
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_datamodule_hook_augments_eeg_face_batches(tmp_path) -> None:
+    aug = MissingAugmentation(0.5, 0.5, 1.0, seed=1)
+    dm = EEGFaceData(n=32, batch_size=8, train_missing=aug)
+    model = Recorder()
+    pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path)).fit(model, dm)
+    assert len(model.seen) == 4
+    for b in model.seen:
+        assert torch.equal(b.masks["eeg"].any(1), ~b.masks["face"].any(1))  # one of the two removed per sample
+        full = b.complete()
+        expected = aug.apply(full, 0, dm.modality_layout)
+        for k in ("eeg", "face"):
+            assert torch.equal(b.inputs[k], expected.inputs[k]) and torch.equal(b.masks[k], expected.masks[k])
+        assert "eeg" not in full.masks  # the complete view is the data as stored
