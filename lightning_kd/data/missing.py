@@ -10,7 +10,10 @@ frame rule):
   token), as MMSA does. Padding is never touched. ``batch.masks`` is left as it is: the model is not
   told which frames were dropped (the realistic condition).
 * **Modality removal**: a removed modality has all its valid steps dropped (zeros / ``[UNK]``) and an
-  all-False mask (DESIGN.md data contract: "a whole missing modality is all-False").
+  all-False mask (DESIGN.md data contract: "a whole missing modality is all-False"). At evaluation the
+  condition names the available modalities; in training a sample loses one of the ``2**n - 2`` incomplete
+  subsets of the data's n modalities (:meth:`ModalityLayout.subsets` order: for text / audio / vision the
+  six CorrKD settings l, a, v, la, lv, av).
 
 Modalities are names. A datamodule declares them as a :class:`ModalityLayout`
 (:attr:`~lightning_kd.data.datamodule.InMemoryDataModule.modality_layout`): the modalities in order, the
