@@ -11,7 +11,7 @@ from lightning_kd.data.formats.multiview import MultiViewDataModule, read_multiv
 from lightning_kd.data.generate.mmsa import SyntheticMMSADataModule, write_mmsa_pickle
 from lightning_kd.data.generate.mult import SyntheticMulTDataModule, write_mult_pickle
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule, write_multiview_mat
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition, ModalityLayout
 from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.split import SplitTensors
 
@@ -25,6 +25,7 @@ __all__ = [
     "MfeatDataModule",
     "MissingAugmentation",
     "MissingCondition",
+    "ModalityLayout",
     "MulTDataModule",
     "MultiViewDataModule",
     "SemanticGraph",
