@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
@@ -30,7 +30,13 @@ from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.seeding import run_seed
 from lightning_kd.distill.teacher import TeacherMixin
 from lightning_kd.methods.base import MethodModule
-from lightning_kd.methods.cdgkd.losses import CDGKDLossOptions, dense_guidance, prototype_loss, teacher_keep_mask
+from lightning_kd.methods.cdgkd.losses import (
+    CDGKDLossOptions,
+    RunningPrototypes,
+    dense_guidance,
+    prototype_loss,
+    teacher_keep_mask,
+)
 from lightning_kd.methods.cdgkd.model import CDGKDNet, CDGKDNetOptions, CDGKDOutput, role_inputs
 from lightning_kd.metrics.classification import ClassificationMetrics
 from lightning_kd.nn.tsception import TSceptionOptions
@@ -97,6 +103,10 @@ class CDGKD(TeacherMixin, MethodModule):
         self.init_teachers(teacher_ckpts, save_teacher)
         # rebalancing: coefficients set by ModalityRebalancing; sums of p^m(true class) accumulated per epoch
         self.rebalance = dict.fromkeys(self.modalities, 0.0)
+        self.prototypes = nn.ModuleDict()
+        if len(self.modalities) > 1 and loss.alpha > 0 and loss.prototypes == "running":
+            self.prototypes.update({m: RunningPrototypes(net.classes, self.net.encoders[m].out_dim, loss.momentum)
+                                    for m in self.modalities})
         self._prob_sums: dict[str, list[float]] = {m: [0.0, 0] for m in self.modalities}
         self.val_metrics = ClassificationMetrics("binary")
         self.test_metrics = ClassificationMetrics("binary")
@@ -147,7 +157,12 @@ class CDGKD(TeacherMixin, MethodModule):
         if len(self.modalities) > 1 and o.alpha > 0:
             proto = out.logits.new_zeros(())
             for m in self.modalities:
-                term, p_true = prototype_loss(out.features[m], labels, 2, o.distance)
+                z = out.features[m]
+                running = self.prototypes[m] if m in self.prototypes else None
+                protos = running.current(z, labels) if running is not None else None
+                term, p_true = prototype_loss(z, labels, self.net.net_options.classes, o.distance, protos)
+                if running is not None:
+                    running.update(z, labels)
                 acc = self._prob_sums[m]
                 acc[0] += float(p_true.sum())
                 acc[1] += int(p_true.numel())
