@@ -197,3 +197,32 @@ def test_tiny_teacher_fits_through_the_cli(tmp_path: Path) -> None:
     dm.setup()
     batch = next(iter(dm.test_dataloader()))
     assert teacher.class_logits(batch).shape == (16, 2)
+
+
+def test_module_drops_about_half_the_teacher_terms_reproducibly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    from lightning_kd.methods.cdgkd import CDGKD
+
+    monkeypatch.setattr(CDGKD, "global_step", property(lambda self: self.__dict__.get("_step", 0)))
+    dm = TinyEEGFaceData(n=(8, 4, 4))
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    teachers = [CDGKD(**tiny_module_kwargs(role="teacher")), CDGKD(**tiny_module_kwargs(role="ta2"))]
+
+    def kept(seed: int, steps: range) -> list[tuple[float, float]]:
+        student = CDGKD(**tiny_module_kwargs(role="student", seed=seed))
+        set_teachers(student, teachers)
+        out = []
+        for step in steps:
+            student.__dict__["_step"] = step
+            with torch.no_grad():
+                terms = student.training_losses(batch)
+            out.append((float(terms["kept/teacher_0"]), float(terms["kept/teacher_1"])))
+        return out
+
+    pattern = kept(3, range(100))
+    n = 2 * len(pattern)
+    assert abs(sum(a + b for a, b in pattern) - n / 2) < 5 * math.sqrt(n) / 2  # Binomial(200, 0.5), 5 sigma
+    assert kept(3, range(20)) == pattern[:20]  # same seed and steps: the same drops
+    assert kept(4, range(100)) != pattern  # another seed: others

@@ -152,7 +152,8 @@ def teacher_keep_mask(seed: int, step: int, n_teachers: int, drop_prob: float = 
 
     ``u_j = hash_uniform(seed ^ salt, step, j)`` (:func:`lightning_kd.data.missing.hash_uniform`), kept iff
     ``u_j >= drop_prob``: independent Bernoulli(1 - drop_prob) per (step, teacher), the same for the same
-    ``(seed, step, j)`` on any device and after a resume, different for another seed.
+    ``(seed, step, j)`` on any device and after a resume, different for another seed. The module passes the
+    optimiser step (``trainer.global_step``): with gradient accumulation the micro-batches of one step share a mask.
     """
     index = torch.arange(n_teachers, device=device)
     u = hash_uniform((int(seed) ^ _DROP_SALT) & 0xFFFFFFFF, int(step), index)[:, 0]

@@ -107,7 +107,7 @@ class CDGKD(TeacherMixin, MethodModule):
         if len(self.modalities) > 1 and loss.alpha > 0 and loss.prototypes == "running":
             self.prototypes.update({m: RunningPrototypes(net.classes, self.net.encoders[m].out_dim, loss.momentum)
                                     for m in self.modalities})
-        self._prob_sums: dict[str, list[float]] = {m: [0.0, 0] for m in self.modalities}
+        self._prob_sums: dict[str, list[Any]] = {m: [0.0, 0] for m in self.modalities}
         self.val_metrics = ClassificationMetrics("binary")
         self.test_metrics = ClassificationMetrics("binary")
 
@@ -164,7 +164,7 @@ class CDGKD(TeacherMixin, MethodModule):
                 if running is not None:
                     running.update(z, labels)
                 acc = self._prob_sums[m]
-                acc[0] += float(p_true.sum())
+                acc[0] = acc[0] + p_true.sum().double()  # a tensor: no device sync per step
                 acc[1] += int(p_true.numel())
                 terms[f"proto/{m}"] = term.detach()
                 terms[f"p_true/{m}"] = p_true.mean()
