@@ -72,7 +72,8 @@ LABELS = torch.tensor([0, 1])
 
 
 def _ce(s: torch.Tensor, y: torch.Tensor) -> float:
-    return sum(-math.log(math.exp(s[i, y[i]]) / (math.exp(s[i, 0]) + math.exp(s[i, 1]))) for i in range(len(y))) / len(y)
+    rows = [-math.log(math.exp(s[i, y[i]]) / (math.exp(s[i, 0]) + math.exp(s[i, 1]))) for i in range(len(y))]
+    return sum(rows) / len(y)
 
 
 def _kd(s: torch.Tensor, t: torch.Tensor, temp: float) -> float:

@@ -19,7 +19,7 @@ Channel grouping (the hemisphere kernel): rows ``0 .. C/2-1`` must be the LEFT h
 (:data:`lightning_kd.data.eeg_face.EEG_CHANNELS_28`) is exactly that: Fp1, AF3, F3, F7, FC5, FC1, C3, T7, CP5,
 CP1, P3, P7, PO3, O1 | Fp2, AF4, F4, F8, FC6, FC2, C4, T8, CP6, CP2, P4, P8, PO4, O2 (pair ``i`` with ``i + 14``).
 
-Teacher-assistant variants of CDGKD (Sec. 3.3) shrink this encoder through the options: TA1 = windows
+Teacher-assistant variants of CDGKD (IJCAI 2025) shrink this encoder through the options: TA1 = windows
 ``(0.5, 0.125)`` and one spatial convolution, TA2 = window ``(0.5,)`` and one spatial convolution. The released
 TA code uses a ``(10, 1)`` kernel with stride 10 over the 28 rows, which silently ignores electrodes 20-27;
 we keep a whole-head kernel (``global`` or ``hemisphere``) instead.

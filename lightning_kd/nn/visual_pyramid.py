@@ -1,5 +1,5 @@
-"""CDGKD's visual encoder (Wu et al., IJCAI 2025, Sec. 3.1): per-frame features -> conv tokens -> pyramid
-Transformer -> one feature vector.
+"""CDGKD's visual encoder (Wu et al., IJCAI 2025; sizes from its released code): per-frame features -> conv
+tokens -> pyramid Transformer -> one feature vector.
 
 Input ``(B, F, D)``: ``F`` frames (5) of ``D``-dim per-frame features (768).
 

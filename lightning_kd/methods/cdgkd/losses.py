@@ -1,4 +1,4 @@
-"""CDGKD objectives (Wu et al., IJCAI 2025, Sec. 3.2-3.3): prototype-based modality rebalancing for the multimodal
+"""CDGKD objectives (Wu et al., IJCAI 2025, Method section): prototype-based modality rebalancing for the multimodal
 models and dense guidance with stochastic teacher dropping for the assistants and the student.
 
 **Prototype term** (PMR: Fan et al., "PMR: Prototypical Modal Rebalance for Multimodal Learning", CVPR 2023,
@@ -21,7 +21,7 @@ over the two-way softmax of distances, not the true-class probability; a softmax
 ``0.5 * N`` and rho = 1 every epoch (beta = gamma = 0, the prototype term never acts). We accumulate
 ``p^m(y_i | x_i)`` (:func:`prototype_probabilities`).
 
-**Dense guidance** (Sec. 3.3): ``L = a CE(y, p_s) + (1 - a) sum_{j kept} T^2 KL(p_j^T || p_s^T)`` over every
+**Dense guidance**: ``L = a CE(y, p_s) + (1 - a) sum_{j kept} T^2 KL(p_j^T || p_s^T)`` over every
 earlier model ``j`` (teacher, TA1, ...), ``T = 2``, with :func:`lightning_kd.distill.logit_kd.kd_kl` (teacher ->
 student direction and the ``T^2`` factor; the released code uses the reverse KL without it, and never passes
 the KD weight, so its assistants and student train on plain CE). Stochastic learning: each teacher's term is

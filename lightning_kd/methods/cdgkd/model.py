@@ -1,15 +1,11 @@
-"""CDGKD networks (Wu et al., IJCAI 2025, Sec. 3): one class for the teacher, the assistants, the student and the
+"""CDGKD networks (Wu et al., IJCAI 2025): one class for the teacher, the assistants, the student and the
 unimodal references, chosen by ``role``.
 
-=========  ==========================================  ====================================
-role       encoders                                     inputs
-=========  ==========================================  ====================================
-teacher    visual pyramid + full TSception               ``face``, ``eeg``
-ta1        visual pyramid + TSception, 2 windows, 1 spatial kernel   ``face``, ``eeg``
-ta2        visual pyramid + TSception, 1 window, 1 spatial kernel    ``face``, ``eeg``
-student    visual pyramid                                ``face`` (also the video-only reference)
-eeg        full TSception                                ``eeg`` (EEG-only reference)
-=========  ==========================================  ====================================
+* ``teacher``: visual pyramid + full TSception; reads ``face`` and ``eeg``.
+* ``ta1``: visual pyramid + TSception with 2 windows and 1 spatial kernel; ``face`` and ``eeg``.
+* ``ta2``: visual pyramid + TSception with 1 window and 1 spatial kernel; ``face`` and ``eeg``.
+* ``student``: visual pyramid; ``face`` only (trained without teachers: the video-only reference).
+* ``eeg``: full TSception; ``eeg`` only (the EEG-only reference).
 
 Every role ends in the same head: the encoder features concatenated (visual first) -> dropout (0.5) ->
 ``hidden_layers`` x (Linear(``hidden``) + ReLU) (3 x 128) -> Linear(2).
