@@ -81,6 +81,10 @@ class ModalityRebalancing(Callback):
         self._updated_epoch: int | None = None
         self._mean_prob: dict[str, float] = {}
 
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(modalities=list(self.modalities))
+
     def _module(self, pl_module: pl.LightningModule) -> Rebalanceable:
         if not isinstance(pl_module, Rebalanceable):
             raise ConfigError(f"ModalityRebalancing: {type(pl_module).__name__} does not accumulate per-modality "
