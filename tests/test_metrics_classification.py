@@ -269,3 +269,20 @@ def test_module_gathers_across_ddp_ranks(tmp_path) -> None:
     for rank in (0, 1):
         for k, (got, want) in torch.load(f"{out}.{rank}").items():
             assert got == pytest.approx(want, abs=1e-12), (rank, k)
+
+
+def test_binary_labels_scheme_hand_computed() -> None:
+    """``scheme="binary"`` (0/1 truth labels, CDGKD's arousal / valence): acc and weighted F1 by hand."""
+    from lightning_kd.metrics.classification import BINARY_KEYS, ClassificationMetrics
+
+    m = ClassificationMetrics("binary")
+    m.update(torch.tensor([1, 0, 1]), torch.tensor([1, 1, 1]))
+    m.update(torch.tensor([0, 0]), torch.tensor([0, 1]))
+    out = m.compute()
+    assert tuple(out) == BINARY_KEYS == ("acc", "F1")
+    # truth 1,1,1,0,1 / pred 1,0,1,0,0: 3 of 5 right; F1 class 1 = 2*2/(2*2+0+2) = 2/3 (support 4),
+    # class 0 = 2*1/(2*1+2+0) = 1/2 (support 1): weighted (4 * 2/3 + 1/2) / 5
+    assert float(out["acc"]) == pytest.approx(0.6)
+    assert float(out["F1"]) == pytest.approx((4 * 2 / 3 + 0.5) / 5)
+    with pytest.raises(ValueError, match="classes 0/1"):
+        m.update(torch.tensor([0]), torch.tensor([0.5]))

@@ -6,6 +6,8 @@
   ``Has0_*`` = truth >= 0 vs predicted class 1 on all samples; ``Non0_*`` = samples with truth == 0
   dropped, truth > 0 vs predicted class 1 (on that subset class 1 counts as positive: a two-class output
   cannot say "exactly 0").
+* ``"binary"`` -> :data:`BINARY_KEYS`: accuracy ``acc`` and weighted F1 ``F1`` of 0/1 class labels against 0/1
+  truth labels (binary arousal / valence: CDGKD).
 * ``"emotion"`` -> ``<Name>_acc`` and ``<Name>_F1`` per emotion (presence 0/1 per column, MulT's
   ``eval_iemocap``), then ``Avg_acc`` and ``Avg_F1`` (means over emotions).
 
@@ -29,6 +31,7 @@ from lightning_kd.data.formats.mult import EMOTIONS  # IEMOCAP emotions: a fact 
 from lightning_kd.metrics.label_scores import NAN, accuracy_and_weighted_f1
 
 __all__ = [
+    "BINARY_KEYS",
     "BINARY_SENTIMENT_KEYS",
     "EMOTIONS",
     "ClassificationMetrics",
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 BINARY_SENTIMENT_KEYS: tuple[str, ...] = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score")
+BINARY_KEYS: tuple[str, ...] = ("acc", "F1")
 
 
 def _classes(x: Tensor, name: str) -> Tensor:
@@ -104,6 +108,7 @@ class ClassificationMetrics(Metric):
     """Epoch-level classification metrics: keeps every prediction/truth and evaluates them in :meth:`compute`.
 
     ``scheme="binary_sentiment"``: ``update(pred_class (B,), truth scores (B,))`` -> :data:`BINARY_SENTIMENT_KEYS`.
+    ``scheme="binary"``: ``update(pred_class (B,), truth classes (B,))`` -> :data:`BINARY_KEYS`.
     ``scheme="emotion"``: ``update(pred (B, E), truth (B, E))`` -> :func:`emotion_keys` ``(names)``.
 
     States are lists reduced with ``"cat"`` (DDP gathers all samples before :meth:`compute`) and are
@@ -118,11 +123,11 @@ class ClassificationMetrics(Metric):
     preds: list[Tensor]
     targets: list[Tensor]
 
-    def __init__(self, scheme: Literal["binary_sentiment", "emotion"] = "binary_sentiment",
+    def __init__(self, scheme: Literal["binary_sentiment", "binary", "emotion"] = "binary_sentiment",
                  names: Sequence[str] = EMOTIONS) -> None:
         super().__init__()
-        if scheme not in ("binary_sentiment", "emotion"):
-            raise ValueError(f"scheme must be 'binary_sentiment' or 'emotion', got {scheme!r}")
+        if scheme not in ("binary_sentiment", "binary", "emotion"):
+            raise ValueError(f"scheme must be 'binary_sentiment', 'binary' or 'emotion', got {scheme!r}")
         self.scheme = scheme
         self.names = tuple(names)
         self.add_state("preds", default=[], dist_reduce_fx="cat", persistent=False)
@@ -131,6 +136,8 @@ class ClassificationMetrics(Metric):
     @property
     def keys(self) -> tuple[str, ...]:
         """The keys :meth:`compute` returns, in order."""
+        if self.scheme == "binary":
+            return BINARY_KEYS
         return BINARY_SENTIMENT_KEYS if self.scheme == "binary_sentiment" else emotion_keys(self.names)
 
     def update(self, pred_class: Tensor, truth: Tensor) -> None:
@@ -139,6 +146,11 @@ class ClassificationMetrics(Metric):
         if self.scheme == "binary_sentiment":
             pred = pred.reshape(-1)
             truth = torch.as_tensor(truth).detach().reshape(-1).to(device=pred.device, dtype=torch.float32)
+            if pred.numel() != truth.numel():
+                raise ValueError(f"pred_class has {pred.numel()} values but truth has {truth.numel()}")
+        elif self.scheme == "binary":
+            pred = pred.reshape(-1)
+            truth = _classes(truth, "truth").reshape(-1).to(pred.device)
             if pred.numel() != truth.numel():
                 raise ValueError(f"pred_class has {pred.numel()} values but truth has {truth.numel()}")
         else:
@@ -156,6 +168,8 @@ class ClassificationMetrics(Metric):
             pred, truth = dim_zero_cat(self.preds).cpu(), dim_zero_cat(self.targets).cpu()
             if self.scheme == "binary_sentiment":
                 values = binary_sentiment_metrics(pred, truth)
+            elif self.scheme == "binary":
+                values = dict(zip(BINARY_KEYS, accuracy_and_weighted_f1(pred, truth, 2)))
             else:
                 values = emotion_metrics(pred, truth, self.names)
         dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
