@@ -211,6 +211,7 @@ TEACHER_OPTION = "--model.init_args.teacher_ckpt"
 TEACHERS_OPTION = "--model.init_args.teacher_ckpts"
 LOGGER_NAME_OPTION = "--trainer.logger.init_args.name"
 MANIFEST = "pipeline.json"
+DEFAULT_LOGGER_NAME = "lightning_logs"  # CSVLogger / TensorBoardLogger's name when a config sets none
 
 
 class _Resolved(Exception):  # noqa: N818 - control flow: carries the parsed config out of the CLI constructor
@@ -329,7 +330,8 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
         if init is None or (current and Path(str(current)).name == name):
             name_args.append([])
         else:
-            name_args.append([LOGGER_NAME_OPTION, f"{current}/{name}" if current else name])
+            prefix = current if current and current != DEFAULT_LOGGER_NAME else None  # the CSV/TB default: unset
+            name_args.append([LOGGER_NAME_OPTION, f"{prefix}/{name}" if prefix else name])
     first = _logger_init(resolved[0])
     if first is not None and first.get("save_dir") is not None:
         first_name = name_args[0][1] if name_args[0] else str(first.get("name"))
