@@ -141,3 +141,55 @@ def test_robustness_after_fit_default_settings_are_all(dm: MMSADataModule, tmp_p
     from lightning_kd.data.missing import MODALITY_SETTINGS
 
     assert [r["setting"] for r in rows] == [*MODALITY_SETTINGS, "avg"]
+
+
+DDP_SCRIPT = """
+import csv, json, os, sys
+sys.path.insert(0, {tests!r})
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import CSVLogger
+from kd_helpers import TinyClassifier
+from lightning_kd.callbacks import DistillationStats
+from lightning_kd.data.formats.mmsa import MMSADataModule
+
+
+class Counting(TinyClassifier):
+    def training_losses(self, batch):
+        self.distill_stats.count("samples", len(batch))
+        self.distill_stats.count(f"rank_{{self.global_rank}}")   # a name only this rank records
+        self.distill_stats.add("rank_value", float(self.global_rank))
+        return super().training_losses(batch)
+
+
+pl.seed_everything(0)
+dm = MMSADataModule({data!r}, batch_size=4)
+t = pl.Trainer(accelerator="cpu", strategy="ddp", devices=2, max_epochs=1, limit_train_batches=3, limit_val_batches=1,
+               logger=CSVLogger({out!r}, name="ddp"), enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, callbacks=[DistillationStats()])
+t.fit(Counting(dm.feature_dims, dm.seq_lens), datamodule=dm)
+with open(os.path.join({out!r}, f"logged{{t.global_rank}}.json"), "w") as f:
+    json.dump({{k: float(v) for k, v in t.callback_metrics.items() if k.startswith("distill/")}}, f)
+"""
+
+
+@pytest.mark.slow
+def test_distillation_stats_are_summed_across_ddp_ranks(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_stats.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(tiny_mmsa_aligned),
+                                        out=str(tmp_path)))
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # 2 ranks x 3 steps x 4 samples; each rank's own name once per step; the mean over both ranks' values
+    expected = {"distill/samples": 24.0, "distill/rank_0": 3.0, "distill/rank_1": 3.0, "distill/rank_value": 0.5}
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"logged{r}.json").read_text()) == expected
+    with open(tmp_path / "ddp/version_0/distillation_stats.csv", newline="") as f:
+        rows = {row["name"]: float(row["value"]) for row in csv.DictReader(f)}
+    assert rows == {k.removeprefix("distill/"): v for k, v in expected.items()}
