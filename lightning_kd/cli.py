@@ -303,10 +303,12 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
     ``extra`` arguments apply to every stage, after its own config (a ``-c X.yaml`` there is layered on it).
     Each stage's logger name ends with the stage name, so its run directory is ``.../<stage>/version_N``.
 
-    Resume: ``pipeline.json`` next to the stage folders maps each stage to its best checkpoint, the
-    checkpoint's sha256, its run directory and a fingerprint of (config file bytes, resolved config, shared
-    arguments, teachers' sha256). A stage whose fingerprint matches and whose checkpoint still has that sha256
-    is skipped; otherwise it is fitted, and so is every stage it teaches (their teachers' sha256 changed).
+    Resume: ``pipeline.json`` next to the stage folders maps each stage (``"stages"``: its latest run) to its best
+    checkpoint, the checkpoint's sha256, its run directory and a fingerprint of (config file bytes, resolved
+    config, shared arguments, teachers' sha256); ``"runs"`` keeps every fitted variant by fingerprint (e.g. the
+    arousal and the valence chain in one save dir). A stage whose fingerprint is recorded and whose checkpoint
+    still has the recorded sha256 is skipped; otherwise it is fitted, and so is every stage it teaches (their
+    teachers' sha256 changed).
     """
     extra = list(extra or [])
     if len(stages) < 2:
@@ -352,12 +354,17 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
             chain = [TEACHERS_OPTION, json.dumps(teachers)]
         fingerprint = _stage_fingerprint(cfg, resolved[i], extra, [file_sha256(t) for t in teachers])
         entry = manifest["stages"].get(name)
+        if not (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint):
+            entry = manifest.setdefault("runs", {}).get(fingerprint)  # an earlier variant (other shared arguments)
         head = f"lightning-kd pipeline: stage {i + 1}/{len(stages)} {name}"
-        if (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint
+        if (isinstance(entry, dict) and entry.get("stage") == name and entry.get("fingerprint") == fingerprint
                 and Path(str(entry.get("checkpoint"))).is_file()
                 and file_sha256(entry["checkpoint"]) == entry.get("sha256")):
             print(f"{head}: skip (up to date: {entry['checkpoint']})", flush=True)
             ckpts.append(str(entry["checkpoint"]))
+            if manifest["stages"].get(name) != entry:
+                manifest["stages"][name] = entry
+                _write_manifest(manifest_path, manifest)
             continue
         args = ["fit", "-c", cfg, *extra, *name_args[i], *chain]
         print(f"{head}: {' '.join(args)}", flush=True)
@@ -370,10 +377,11 @@ def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]
         ckpts.append(best)
         from lightning_kd.callbacks.run_dir import run_dir
 
-        manifest["stages"][name] = {"config": str(Path(cfg).resolve()), "checkpoint": str(Path(best).resolve()),
-                                    "sha256": file_sha256(best), "run_dir": str(run_dir(cli.trainer).resolve()),
-                                    "teachers": [str(Path(t).resolve()) for t in teachers],
-                                    "fingerprint": fingerprint}
+        entry = {"stage": name, "config": str(Path(cfg).resolve()), "checkpoint": str(Path(best).resolve()),
+                 "sha256": file_sha256(best), "run_dir": str(run_dir(cli.trainer).resolve()),
+                 "teachers": [str(Path(t).resolve()) for t in teachers], "fingerprint": fingerprint}
+        manifest["stages"][name] = entry
+        manifest.setdefault("runs", {})[fingerprint] = entry
         if cli.trainer.is_global_zero:
             _write_manifest(manifest_path, manifest)
     print(f"lightning-kd pipeline: done ({manifest_path}); checkpoints:\n  " + "\n  ".join(ckpts), flush=True)

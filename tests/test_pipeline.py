@@ -121,6 +121,10 @@ def test_rerun_skips_up_to_date_stages_and_refits_what_changed(tiny_mmsa_aligned
     assert fits[5].model.teacher_ckpt == str(new_teacher)
     manifest = json.loads((runs / "pipeline.json").read_text())["stages"]
     assert manifest["ta2"]["checkpoint"] == fits[6].trainer.checkpoint_callback.best_model_path
+    # the earlier variant (hidden 4, ta2 at temperature 3) is still recorded: nothing to fit
+    main(["pipeline", *map(str, stages), "--", *shared(tmp_path)])
+    assert len(fits) == 7 and capsys.readouterr().out.count(": skip (up to date") == 3
+    assert json.loads((runs / "pipeline.json").read_text())["stages"]["ta2"]["run_dir"] == str(runs / "ta2/version_1")
     # a checkpoint replaced on disk is not trusted: its stage (and the ones it teaches) is fitted again
     Path(manifest["ta1"]["checkpoint"]).write_bytes(b"not the checkpoint")
     main(["pipeline", *map(str, stages), "--", *shared(tmp_path, hidden=6)])

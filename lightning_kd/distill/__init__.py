@@ -3,3 +3,5 @@ from lightning_kd.distill.gd_unit import EDGES, HETERO_PRIOR_LOGITS, HOMO_PRIOR_
 from lightning_kd.distill.mutual_info import JSMutualInformation, ResponseDisentangledDistillation
 from lightning_kd.distill.prototype import PrototypeDistillation
 from lightning_kd.distill.teacher import TeacherError, TeacherMixin, TeacherNotFoundError, load_teacher
+from lightning_kd.distill.logit_kd import LogitKDMixin, LogitKDOptions, kd_kl
+from lightning_kd.distill.stats import DistillStats
