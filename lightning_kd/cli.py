@@ -4,6 +4,9 @@
     lightning-kd robustness -c <run>/config.yaml --ckpt_path <ckpt>   # missing-modality grid
     lightning-kd generate mmsa --out data/synthetic/mosi_aligned.pkl
     lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml [-- --key value ...]
+    lightning-kd pipeline configs/cdgkd/deap_{teacher,ta1,ta2,student}.yaml -- -c configs/cdgkd/tiny.yaml ...
+        # stages named after the files; `teacher_stages: [deap_teacher, deap_ta1]` in a stage config picks its
+        # teachers; re-running skips up-to-date stages (pipeline.json)
 """
 
 from __future__ import annotations
