@@ -4,13 +4,19 @@
     lightning-kd robustness -c <run>/config.yaml --ckpt_path <ckpt>   # missing-modality grid
     lightning-kd generate mmsa --out data/synthetic/mosi_aligned.pkl
     lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml [-- --key value ...]
+    lightning-kd pipeline configs/cdgkd/deap_{teacher,ta1,ta2,student}.yaml -- -c configs/cdgkd/tiny.yaml ...
+        # stages named after the files; `teacher_stages: [deap_teacher, deap_ta1]` in a stage config picks its
+        # teachers; re-running skips up-to-date stages (pipeline.json)
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning.pytorch as pl
@@ -26,6 +32,7 @@ from lightning_kd.checkpoint import (
     load_checkpoint,
     register_safe_globals,
 )
+from lightning_kd.io import atomic_write_text, file_sha256
 from lightning_kd.trainer import KDTrainer
 
 CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
@@ -80,6 +87,23 @@ class KDCLI(LightningCLI):
         parser.link_arguments("data.seq_lens", "model.init_args.seq_lens", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best checkpoint and write test_metrics.json.")
+        parser.add_argument("--teacher_stages", type=list[str] | None, default=None,
+                            help="Pipeline stages (config file stems) whose best checkpoints teach this one, in "
+                                 "order; `lightning-kd pipeline` passes them as model.init_args.teacher_ckpts. "
+                                 "[] = no teacher; null = the previous stage.")
+
+    def before_instantiate_classes(self) -> None:
+        """A stage config naming ``teacher_stages`` needs its teachers' checkpoints (which the pipeline passes)."""
+        sub = self.subcommand
+        cfg = self.config.get(str(sub), self.config) if sub else self.config
+        stages = cfg.get("teacher_stages")
+        if sub != "fit" or not stages:
+            return
+        init_args = (cfg.get("model") or {}).get("init_args") or {}
+        if not init_args.get("teacher_ckpts") and not init_args.get(TEACHER_OPTION.rsplit(".", 1)[-1]):
+            raise ConfigError(f"this config is taught by the pipeline stages {list(stages)} (`teacher_stages`), but no "
+                              "teacher checkpoint is given. Fix: run it with `lightning-kd pipeline` after those "
+                              "stages' configs, or set model.init_args.teacher_ckpts to their best checkpoints.")
 
     # -- the data fits the method (checked after the datamodule, before the model is built) ----------------
     def _checked_feature_dims(self, datamodule: Any) -> dict[str, int] | None:
@@ -187,26 +211,183 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
 
 
 TEACHER_OPTION = "--model.init_args.teacher_ckpt"
+TEACHERS_OPTION = "--model.init_args.teacher_ckpts"
+LOGGER_NAME_OPTION = "--trainer.logger.init_args.name"
+MANIFEST = "pipeline.json"
+DEFAULT_LOGGER_NAME = "lightning_logs"  # CSVLogger / TensorBoardLogger's name when a config sets none
+
+
+class _Resolved(Exception):  # noqa: N818 - control flow: carries the parsed config out of the CLI constructor
+    def __init__(self, config: Any) -> None:
+        super().__init__("resolved")
+        self.config = config
+
+
+class _ParseOnly(KDCLI):
+    """Parses and validates a command line exactly as ``fit`` does, then stops before building anything."""
+
+    def before_instantiate_classes(self) -> None:
+        raise _Resolved(self.config)
+
+
+def resolve_config(args: list[str]) -> Any:
+    """The complete config (a jsonargparse Namespace of the subcommand) that ``args`` resolve to; builds nothing."""
+    register_safe_globals()
+    try:
+        _ParseOnly(pl.LightningModule, pl.LightningDataModule, trainer_class=KDTrainer, subclass_mode_model=True,
+                   subclass_mode_data=True, parser_class=KDArgumentParser, save_config_callback=None, args=args,
+                   auto_configure_optimizers=False)
+    except _Resolved as r:
+        return r.config[r.config["subcommand"]]
+    raise RuntimeError("the CLI did not stop before instantiation")  # pragma: no cover
+
+
+def _logger_init(cfg: Any) -> Any:
+    """The init_args of the (first) configured logger, or None (no logger, or one given as an object)."""
+    logger = cfg.get("trainer", {}).get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    return logger.get("init_args") if hasattr(logger, "get") else None
+
+
+def _stage_fingerprint(cfg_file: str, resolved: Any, extra: list[str], teacher_shas: list[str]) -> str:
+    plain_cfg = resolved.as_dict() if hasattr(resolved, "as_dict") else dict(resolved)
+    doc = {"config_sha256": file_sha256(cfg_file), "resolved": plain_cfg, "shared": list(extra),
+           "teachers_sha256": list(teacher_shas)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {"version": 1, "stages": {}}
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc.get("stages"), dict):
+            raise ValueError("no 'stages' mapping")
+    except (ValueError, AttributeError) as e:
+        raise ConfigError(f"pipeline manifest {path} cannot be read ({e}). Fix: delete it (every stage is then "
+                          "fitted again) or restore it.") from e
+    return doc
+
+
+def _write_manifest(path: Path, doc: dict[str, Any]) -> None:
+    atomic_write_text(path, lambda f: f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n"))
+
+
+def _teacher_plan(names: list[str], declared: list[Any]) -> list[list[int] | None]:
+    """Per stage: the indices of its teacher stages (``[]``: none), or None for the previous stage's rule."""
+    plan: list[list[int] | None] = []
+    for i, (name, stages) in enumerate(zip(names, declared)):
+        if stages is None:
+            plan.append([i - 1] if i > 0 else [])
+            continue
+        idx = []
+        for t in stages:
+            if t not in names:
+                raise ConfigError(f"stage {name}: teacher_stages names '{t}', which is not a stage of this pipeline "
+                                  f"(stages: {', '.join(names)}). Fix: use the stem of an earlier stage's config "
+                                  "file, or add that config to the pipeline before this one.")
+            j = names.index(t)
+            if j >= i:
+                raise ConfigError(f"stage {name}: teacher_stages names '{t}', which runs {'as' if j == i else 'after'} "
+                                  f"this stage; a stage is taught only by earlier stages. Fix: list '{t}' before "
+                                  f"'{name}' on the command line, or remove it from teacher_stages.")
+            idx.append(j)
+        plan.append(idx)
+    return plan
 
 
 def run_pipeline(stages: list[str], extra: list[str] | None = None) -> list[str]:
-    """Fit each stage config in order; every stage after the first gets the previous stage's best checkpoint
-    as ``model.init_args.teacher_ckpt``. ``extra`` arguments apply to every stage. Returns the checkpoints."""
+    """Fit the stage configs in order and return their best checkpoints.
+
+    A stage is named after its config's file stem. Its teachers: the stages its ``teacher_stages`` key names
+    (their best checkpoints as ``model.init_args.teacher_ckpts``, in that order; ``[]`` = none), else the
+    previous stage's best checkpoint as ``model.init_args.teacher_ckpt`` (none for the first stage).
+    ``extra`` arguments apply to every stage, after its own config (a ``-c X.yaml`` there is layered on it).
+    Each stage's logger name ends with the stage name, so its run directory is ``.../<stage>/version_N``.
+
+    Resume: ``pipeline.json`` next to the stage folders maps each stage (``"stages"``: its latest run) to its best
+    checkpoint, the checkpoint's sha256, its run directory and a fingerprint of (config file bytes, resolved
+    config, shared arguments, teachers' sha256); ``"runs"`` keeps every fitted variant by fingerprint (e.g. the
+    arousal and the valence chain in one save dir). A stage whose fingerprint is recorded and whose checkpoint
+    still has the recorded sha256 is skipped; otherwise it is fitted, and so is every stage it teaches (their
+    teachers' sha256 changed).
+    """
+    extra = list(extra or [])
     if len(stages) < 2:
         raise ConfigError("a pipeline needs at least two stage configs (teacher, then student), e.g. `lightning-kd "
                           "pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml`")
+    names = [Path(c).stem for c in stages]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"pipeline stages are named after their config files, and {', '.join(dup)} appears more "
+                          "than once. Fix: give every stage config its own file name.")
+    for cfg in stages:
+        if not Path(cfg).is_file():
+            raise ConfigError(f"pipeline stage config {cfg} does not exist. Fix: pass the stage configs' paths.")
+    resolved = [resolve_config(["fit", "-c", cfg, *extra]) for cfg in stages]
+    plan = _teacher_plan(names, [r.get("teacher_stages") for r in resolved])
+
+    name_args: list[list[str]] = []
+    for name, r in zip(names, resolved):
+        init = _logger_init(r)
+        current = init.get("name") if init is not None else None
+        if init is None or (current and Path(str(current)).name == name):
+            name_args.append([])
+        else:
+            prefix = current if current and current != DEFAULT_LOGGER_NAME else None  # the CSV/TB default: unset
+            name_args.append([LOGGER_NAME_OPTION, f"{prefix}/{name}" if prefix else name])
+    first = _logger_init(resolved[0])
+    if first is not None and first.get("save_dir") is not None:
+        first_name = name_args[0][1] if name_args[0] else str(first.get("name"))
+        manifest_path = (Path(str(first["save_dir"])) / first_name).parent / MANIFEST
+    else:
+        manifest_path = Path(str(resolved[0].get("trainer", {}).get("default_root_dir") or ".")) / MANIFEST
+    manifest = _read_manifest(manifest_path)
+
     ckpts: list[str] = []
-    for i, cfg in enumerate(stages):
-        chain = [TEACHER_OPTION, ckpts[-1]] if ckpts else []
-        print(f"lightning-kd pipeline: stage {i + 1}/{len(stages)}: fit -c {cfg} {' '.join(chain)}", flush=True)
-        cli = build_cli(["fit", "-c", cfg, *(extra or []), *chain])
+    for i, (cfg, name) in enumerate(zip(stages, names)):
+        teacher_idx = plan[i]
+        teachers = [ckpts[j] for j in teacher_idx]
+        if not teachers:
+            chain = []
+        elif resolved[i].get("teacher_stages") is None:
+            chain = [TEACHER_OPTION, teachers[0]]
+        else:
+            chain = [TEACHERS_OPTION, json.dumps(teachers)]
+        fingerprint = _stage_fingerprint(cfg, resolved[i], extra, [file_sha256(t) for t in teachers])
+        entry = manifest["stages"].get(name)
+        if not (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint):
+            entry = manifest.setdefault("runs", {}).get(fingerprint)  # an earlier variant (other shared arguments)
+        head = f"lightning-kd pipeline: stage {i + 1}/{len(stages)} {name}"
+        if (isinstance(entry, dict) and entry.get("stage") == name and entry.get("fingerprint") == fingerprint
+                and Path(str(entry.get("checkpoint"))).is_file()
+                and file_sha256(entry["checkpoint"]) == entry.get("sha256")):
+            print(f"{head}: skip (up to date: {entry['checkpoint']})", flush=True)
+            ckpts.append(str(entry["checkpoint"]))
+            if manifest["stages"].get(name) != entry:
+                manifest["stages"][name] = entry
+                _write_manifest(manifest_path, manifest)
+            continue
+        args = ["fit", "-c", cfg, *extra, *name_args[i], *chain]
+        print(f"{head}: {' '.join(args)}", flush=True)
+        cli = build_cli(args)
         cb = cli.trainer.checkpoint_callback
         best = cb.best_model_path if cb is not None else ""
         if not best:
             raise ConfigError(f"stage {cfg} saved no checkpoint (checkpointing off or fast_dev_run?), so the next "
-                               "stage has no teacher; enable a ModelCheckpoint in that config")
+                              "stage has no teacher; enable a ModelCheckpoint in that config")
         ckpts.append(best)
-    print("lightning-kd pipeline: done; checkpoints:\n  " + "\n  ".join(ckpts), flush=True)
+        from lightning_kd.callbacks.run_dir import run_dir
+
+        entry = {"stage": name, "config": str(Path(cfg).resolve()), "checkpoint": str(Path(best).resolve()),
+                 "sha256": file_sha256(best), "run_dir": str(run_dir(cli.trainer).resolve()),
+                 "teachers": [str(Path(t).resolve()) for t in teachers], "fingerprint": fingerprint}
+        manifest["stages"][name] = entry
+        manifest.setdefault("runs", {})[fingerprint] = entry
+        if cli.trainer.is_global_zero:
+            _write_manifest(manifest_path, manifest)
+    print(f"lightning-kd pipeline: done ({manifest_path}); checkpoints:\n  " + "\n  ".join(ckpts), flush=True)
     return ckpts
 
 
@@ -214,8 +395,12 @@ def pipeline_cli(argv: list[str]) -> None:
     """``lightning-kd pipeline STAGE1.yaml STAGE2.yaml [...] [-- shared fit arguments]``."""
     if "-h" in argv[:1] or "--help" in argv[:1] or not argv:
         print("usage: lightning-kd pipeline STAGE1.yaml STAGE2.yaml [...] [-- --key value ...]\n\n"
-              "Fits the stage configs in order; each stage after the first distils from the previous stage's best\n"
-              f"checkpoint ({TEACHER_OPTION}). Arguments after `--` apply to every stage, e.g.\n"
+              "Fits the stage configs in order; a stage is named after its config file's stem. A stage distils\n"
+              "from the stages its `teacher_stages: [name, ...]` key lists (their best checkpoints as\n"
+              f"{TEACHERS_OPTION}), else from the previous stage's best checkpoint ({TEACHER_OPTION}).\n"
+              "Arguments after `--` apply to every stage, after its own config (`-c X.yaml` there is layered on\n"
+              f"each stage's config). Re-running skips stages that are up to date ({MANIFEST} next to the stage\n"
+              "run directories), e.g.\n"
               "  lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml "
               "-- --trainer.max_epochs 5")
         return

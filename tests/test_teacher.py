@@ -16,10 +16,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
+from kd_helpers import METHOD as TINY_CLASSIFIER
+from kd_helpers import TinyClassifier
 from torch import Tensor
 
 from conftest import TINY_MODEL_ARGS
-from lightning_kd.checkpoint import CheckpointMismatchError, load_checkpoint
+from lightning_kd.checkpoint import CheckpointMismatchError, ConfigError, load_checkpoint
 from lightning_kd.cli import main
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.formats.mmsa import MMSADataModule
@@ -39,9 +41,9 @@ class TinyStudent(TeacherMixin, FusionBaseline):
     teacher_methods = (FUSION,)
 
     def __init__(self, *args: Any, teacher_ckpt: str | None = None, save_teacher: bool = False,
-                 kd_weight: float = 1.0, **kwargs: Any) -> None:
+                 kd_weight: float = 1.0, teacher_ckpts: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.init_teacher(teacher_ckpt, save_teacher)
+        self.init_teacher(teacher_ckpt, save_teacher, teacher_ckpts=teacher_ckpts)
         self.kd_weight = kd_weight
         self.seen: list[tuple[bool, bool, bool]] = []  # (student training, teacher training, target needs grad)
 
@@ -75,6 +77,9 @@ def train_teacher(data: Path, out: Path) -> Path:
 
 
 def student(dm: MMSADataModule, teacher_ckpt: Path | str | None, **kw: Any) -> TinyStudent:
+    if isinstance(teacher_ckpt, list):
+        return TinyStudent(dm.feature_dims, dm.seq_lens, **TINY, lr=1e-3, teacher_ckpts=[str(t) for t in teacher_ckpt],
+                           **kw)
     tc = None if teacher_ckpt is None else str(teacher_ckpt)
     return TinyStudent(dm.feature_dims, dm.seq_lens, **TINY, lr=1e-3, teacher_ckpt=tc, **kw)
 
@@ -366,3 +371,142 @@ def test_ddp_two_cpu_processes_without_find_unused_parameters(tiny_mmsa_aligned:
         assert res["steps"] == 2 and res["seen"] == [[True, False, False]] * 2
         assert not res["teacher_in_ddp"] and res["teacher_unchanged"]
         assert res["sha256"] == sha256(teacher_file)
+
+
+# -- several teachers per student ---------------------------------------------------------------------------
+def record(path: Path, method: str = FUSION) -> dict[str, str]:
+    return {"path": str(path.resolve()), "sha256": sha256(path), "method": method}
+
+
+@pytest.fixture(scope="module")
+def second_teacher(tiny_mmsa_aligned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another tiny FusionBaseline (other weights: trained one more batch)."""
+    dm = datamodule(tiny_mmsa_aligned)
+    pl.seed_everything(3)
+    t = trainer(limit_train_batches=3)
+    t.fit(FusionBaseline(dm.feature_dims, dm.seq_lens, **TINY, lr=1e-3), datamodule=dm)
+    out = tmp_path_factory.mktemp("teacher2") / "second.ckpt"
+    t.save_checkpoint(out)
+    return out
+
+
+def test_several_teachers_in_config_order_frozen_outside_and_recorded(dm: MMSADataModule, teacher_file: Path,
+                                                                      second_teacher: Path, tmp_path: Path) -> None:
+    s = student(dm, [teacher_file, second_teacher])
+    assert s.teacher_ckpts == [str(teacher_file), str(second_teacher)] and s.teacher_ckpt == str(teacher_file)
+    with pytest.raises(RuntimeError, match="setup"):
+        _ = s.teachers
+    t = trainer(limit_train_batches=2)
+    t.fit(s, datamodule=dm)
+    assert s.has_teachers and s.has_teacher and len(s.teachers) == 2 and s.teacher is s.teachers[0]
+    for teacher, path in zip(s.teachers, (teacher_file, second_teacher)):
+        stored = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.equal(v, stored[k]) for k, v in teacher.state_dict().items())
+        assert not teacher.training and all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    assert s.teacher_records == [record(teacher_file), record(second_teacher)]
+    ids = {id(p) for teacher in s.teachers for p in teacher.parameters()}
+    assert not ids & {id(p) for p in s.parameters()}
+    assert not ids & {id(p) for g in t.optimizers[0].param_groups for p in g["params"]}
+    fresh = FusionBaseline(dm.feature_dims, dm.seq_lens, **TINY)
+    assert s.state_dict().keys() == fresh.state_dict().keys()
+    # teachers_forward: one output per teacher, in order, no graph; the teachers differ
+    batch = next(iter(dm.val_dataloader()))
+    s.train()
+    outs = s.teachers_forward(lambda teacher: teacher.predict_scores(batch))
+    assert len(outs) == 2 and not any(o.requires_grad for o in outs) and not torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], s.teacher_forward(lambda teacher: teacher.predict_scores(batch)))
+    assert not any(teacher.training for teacher in s.teachers)
+    # moved with the student
+    s.double()
+    assert all(p.dtype == torch.float64 for teacher in s.teachers for p in teacher.parameters())
+    s.float()
+    t.save_checkpoint(tmp_path / "student.ckpt")
+    entry = torch.load(tmp_path / "student.ckpt", weights_only=True)["lightning_kd"]
+    assert entry["teachers"] == [record(teacher_file), record(second_teacher)]
+    assert entry["teacher"] == record(teacher_file)  # back-compat: the first
+    restored = TinyStudent.load_from_checkpoint(tmp_path / "student.ckpt")
+    assert not restored.has_teachers and restored.teacher_records == entry["teachers"]
+
+
+def test_teacher_ckpt_is_a_one_element_list_and_both_options_are_an_error(dm: MMSADataModule,
+                                                                        teacher_file: Path) -> None:
+    one = student(dm, teacher_file)
+    assert one.teacher_ckpts == [str(teacher_file)]
+    assert student(dm, None).teacher_ckpts == [] and student(dm, None).teachers == []
+    with pytest.raises(ConfigError, match="teacher_ckpts.*Fix") as exc:
+        student(dm, teacher_file, teacher_ckpts=[str(teacher_file)])
+    assert OPTION in str(exc.value)
+
+
+def test_resume_with_one_of_several_teachers_changed_is_refused(dm: MMSADataModule, teacher_file: Path,
+                                                                second_teacher: Path, tmp_path: Path) -> None:
+    second = Path(shutil.copy(second_teacher, tmp_path / "second.ckpt"))
+    first = trainer()
+    first.fit(student(dm, [teacher_file, second]), datamodule=dm)
+    first.save_checkpoint(tmp_path / "student.ckpt")
+    trainer(max_epochs=2).fit(student(dm, [teacher_file, second]), datamodule=dm, ckpt_path=tmp_path / "student.ckpt")
+    with pytest.raises(TeacherError, match="2 teacher.*1 are configured"):
+        trainer(max_epochs=2).fit(student(dm, [teacher_file]), datamodule=dm, ckpt_path=tmp_path / "student.ckpt")
+    ck = load_checkpoint(second)
+    key = next(k for k, v in ck["state_dict"].items() if v.is_floating_point())
+    ck["state_dict"][key] += 0.01
+    torch.save(ck, second)
+    with pytest.raises(TeacherError, match="changed since this student was trained") as exc:
+        trainer(max_epochs=2).fit(student(dm, [teacher_file, second]), datamodule=dm,
+                                  ckpt_path=tmp_path / "student.ckpt")
+    assert str(second.resolve()) in str(exc.value) and "model.init_args.teacher_ckpts" in str(exc.value)
+
+
+def test_allowed_teacher_methods_can_be_overridden_per_instance(dm: MMSADataModule, teacher_file: Path) -> None:
+    class OnlyDMD(TinyStudent):
+        def allowed_teacher_methods(self) -> tuple[str, ...]:
+            return ("lightning_kd.methods.dmd.module.DMD",)
+
+    s = OnlyDMD(dm.feature_dims, dm.seq_lens, **TINY, teacher_ckpts=[str(teacher_file)])
+    with pytest.raises(TeacherError, match=f"holds a {FUSION} model.*expects a teacher of .*DMD"):
+        s.attach_teachers()
+
+
+# -- a teacher may read other inputs than its student ----------------------------------------------------
+def tiny_classifier(data: Path, out: Path, inputs: tuple[str, ...]) -> Path:
+    dm = datamodule(data)
+    t = trainer()
+    t.fit(TinyClassifier(dm.feature_dims, dm.seq_lens, inputs=inputs), datamodule=dm)
+    t.save_checkpoint(out)
+    return out
+
+
+def test_teacher_on_more_inputs_teaches_a_student_on_fewer(dm: MMSADataModule, tiny_mmsa_aligned: Path,
+                                                           tmp_path: Path) -> None:
+    """An all-modality teacher for a vision-only student (the EEG + face -> face case)."""
+    teacher = tiny_classifier(tiny_mmsa_aligned, tmp_path / "all.ckpt", ("text", "audio", "vision"))
+    s = TinyClassifier(dm.feature_dims, dm.seq_lens, inputs=["vision"], teacher_ckpts=[str(teacher)],
+                       logit_kd={"temperature": 2.0, "weight": 0.5})
+    trainer().fit(s, datamodule=dm)
+    assert s.teachers[0].inputs == ["text", "audio", "vision"] and s.inputs == ["vision"]
+    assert s.teacher_records == [record(teacher, TINY_CLASSIFIER)]
+
+
+def test_teacher_inputs_are_checked_one_by_one(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
+    other = write_mmsa_pickle(tmp_path / "other.pkl", n=(40, 12, 16), dims=(16, 5, 7), lengths=(12, 12, 12),
+                              aligned=True)
+    dims = {"text": 32, "audio": 5, "vision": 7}  # the tiny file's dims
+    # a teacher that reads audio and vision only: its text dim (16) does not matter
+    av = tiny_classifier(other, tmp_path / "av.ckpt", ("audio", "vision"))
+    teacher, _ = load_teacher(av, (TINY_CLASSIFIER,), dims)
+    assert teacher.inputs == ["audio", "vision"]
+    # a teacher that reads text (dim 16) on data with text dim 32: named input, both dims, the fix
+    tav = tiny_classifier(other, tmp_path / "tav.ckpt", ("text", "audio", "vision"))
+    with pytest.raises(TeacherError) as exc:
+        load_teacher(tav, (TINY_CLASSIFIER,), dims, option="model.init_args.teacher_ckpts")
+    msg = str(exc.value)
+    assert "\n" not in msg and str(tav.resolve()) in msg and "'text' of dim 16" in msg and "'text' dim 32" in msg
+    assert "Fix:" in msg and "model.init_args.teacher_ckpts" in msg
+    # data without an input the teacher reads
+    with pytest.raises(TeacherError, match="reads input 'text' \\(dim 16\\), but the student's data provides no 'text'"):
+        load_teacher(tav, (TINY_CLASSIFIER,), {"audio": 5, "vision": 7})
+    # a student of other data whose teacher reads only inputs it has with the same dims: fine through fit too
+    dm = datamodule(tiny_mmsa_aligned)
+    s = TinyClassifier(dm.feature_dims, dm.seq_lens, inputs=["vision"], teacher_ckpts=[str(av)])
+    trainer().fit(s, datamodule=dm)
+    assert s.has_teachers

@@ -77,10 +77,16 @@ class MethodModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Log every scalar term of :meth:`training_losses` as ``train/<name>`` (epoch means) and return ``loss``."""
-        terms = self.training_losses(batch)
+        terms = self.distillation_terms(batch, self.training_losses(batch))
         self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items() if v.ndim == 0},
                       on_step=False, on_epoch=True, batch_size=len(batch))
         return terms["loss"]
+
+    def distillation_terms(self, batch: Batch, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Extension point for options that add terms to any method's objective (e.g.
+        :class:`~lightning_kd.distill.logit_kd.LogitKDMixin`); receives :meth:`training_losses`' terms, returns the
+        terms to log and optimise. Default: unchanged."""
+        return terms
 
     # -- evaluation: subclasses set ``val_metrics`` / ``test_metrics`` and implement ``_eval_step`` --------
     @abstractmethod

@@ -16,19 +16,20 @@ from torch import Tensor
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
+from lightning_kd.distill.logit_kd import LogitKDMixin, LogitKDOptions
 from lightning_kd.distill.teacher import TeacherMixin
 from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.corrkd.losses import CorrKDLossOptions, CorrKDObjective
 from lightning_kd.methods.corrkd.model import CorrKDNet, CorrKDNetOptions, CorrKDOutput
 from lightning_kd.metrics.classification import EMOTIONS, ClassificationMetrics
-from lightning_kd.options import options
+from lightning_kd.options import options, plain
 
 __all__ = ["CorrKD"]
 
 _TASKS = {"binary_sentiment": 1, "emotion": len(EMOTIONS)}
 
 
-class CorrKD(TeacherMixin, MethodModule):
+class CorrKD(LogitKDMixin, TeacherMixin, MethodModule):
     """CorrKD teacher or student.
 
     Args:
@@ -46,6 +47,12 @@ class CorrKD(TeacherMixin, MethodModule):
             Adam with lr 1e-3 / 2e-3 / 4e-3 (MOSI / MOSEI / IEMOCAP) and no learning-rate schedule; the
             CorrKD paper reports no optimiser settings. ``"plateau"`` adds ReduceLROnPlateau on validation
             cross-entropy with ``lr_factor`` / ``lr_patience`` (not in either paper; kept for experiments).
+        teacher_ckpts: several teachers (instead of ``teacher_ckpt``). A student's CorrKD terms (SCD, CPD, RCD)
+            use the first; plain logit KD uses all.
+        logit_kd: plain logit KD (:class:`~lightning_kd.distill.logit_kd.LogitKDOptions`, ``configs/kd/plain.yaml``)
+            from the teachers: ``loss = a * objective + (1 - a) * KD``. With ``role: teacher`` (the task loss alone)
+            this is the "student + plain KD" baseline, and the teachers may be of any classification method with
+            the same tasks; the teachers see complete data, as CorrKD's do.
     """
 
     teacher_methods = ("lightning_kd.methods.corrkd.module.CorrKD",)
@@ -72,6 +79,8 @@ class CorrKD(TeacherMixin, MethodModule):
         lr_factor: float = 0.5,
         lr_patience: int = 5,
         lr_scheduler: Literal["plateau", "none"] = "none",
+        teacher_ckpts: list[str] | None = None,
+        logit_kd: LogitKDOptions | None = None,
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, lr_scheduler)
         if task not in _TASKS:
@@ -85,7 +94,10 @@ class CorrKD(TeacherMixin, MethodModule):
         self.objective = CorrKDObjective(tasks, 2, loss)
         if role == "teacher":
             self.objective.rcd.requires_grad_(False)  # unused without a teacher: keep it out of DDP and Adam
-        self.init_teacher(teacher_ckpt, save_teacher)
+        self.init_teachers(teacher_ckpts, save_teacher, teacher_ckpt=teacher_ckpt)
+        self.init_logit_kd(logit_kd)
+        if self.logit_kd is not None:
+            self.hparams["logit_kd"] = plain(self.logit_kd)
         self.val_metrics = ClassificationMetrics(task)
         self.test_metrics = ClassificationMetrics(task)
 
@@ -96,15 +108,29 @@ class CorrKD(TeacherMixin, MethodModule):
         super().setup(stage)
 
     def check_role(self) -> None:
-        """A student needs a teacher; a teacher must not have one."""
+        """A student needs a teacher; a teacher must not have one (unless it learns from one by plain logit KD)."""
         role, teacher_ckpt = self.role, self.teacher_ckpt
         if role == "student" and not teacher_ckpt:
             raise ConfigError("CorrKD role 'student' distils from a teacher: set model.init_args.teacher_ckpt to the "
                               "checkpoint of a CorrKD teacher (configs/corrkd/*_teacher.yaml), or use "
                               "`lightning-kd pipeline` to run both stages")
-        if role == "teacher" and teacher_ckpt:
-            raise ConfigError("CorrKD role 'teacher' trains without a teacher: remove model.init_args.teacher_ckpt or "
-                              "set model.init_args.role student")
+        if role == "teacher" and teacher_ckpt and self.logit_kd is None:
+            raise ConfigError("CorrKD role 'teacher' trains without a teacher: remove model.init_args.teacher_ckpt "
+                              "(or teacher_ckpts), set model.init_args.role student, or add plain logit KD "
+                              "(-c configs/kd/plain.yaml)")
+
+    def allowed_teacher_methods(self) -> tuple[str, ...]:
+        """A student's CorrKD terms read a CorrKD teacher's representation; plain logit KD alone (``role: teacher``
+        + ``logit_kd``) takes any method with ``class_logits``."""
+        return () if self.role == "teacher" else self.teacher_methods
+
+    def kd_teacher_batch(self, batch: Batch) -> Batch:
+        """The teachers see the complete batch (as in CorrKD's distillation)."""
+        return batch.complete()
+
+    def class_logits(self, batch: Batch) -> Tensor:
+        """``(B, tasks, 2)`` class logits (the hook plain logit KD reads from students and teachers)."""
+        return self(batch).logits
 
     # -- labels and predictions ---------------------------------------------------------------------
     def class_labels(self, target: Tensor) -> Tensor:
@@ -130,7 +156,7 @@ class CorrKD(TeacherMixin, MethodModule):
         if self.role == "student":
             full = batch.complete()
             teacher = self.teacher_forward(lambda t: t.net(full.inputs, full.masks))
-        return self.objective(student, labels, teacher)
+        return {**self.objective(student, labels, teacher), "class_logits": student.logits}
 
     def _eval_step(self, batch: Batch, stage: str, metrics: ClassificationMetrics) -> None:
         out = self(batch)
