@@ -143,6 +143,13 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--transpose", action="store_true", help="store views as D x N")
     r.add_argument("--noise", type=float, default=1.0, help="noise multiplier (harder data above 1)")
     r.add_argument("--seed", type=int, default=0)
+    h = sub.add_parser("mahnob", parents=[force], help="MAHNOB-HCI Sessions/<id>/ layout (session.xml, .bdf, face .avi)")
+    h.add_argument("--out", required=True, type=Path, help="output folder (Sessions/ is written inside)")
+    h.add_argument("--subjects", type=int, default=6, help="participants (default 6)")
+    h.add_argument("--sessions", type=int, default=5, help="stimulus sessions per participant, 1..20 (default 5)")
+    h.add_argument("--seconds", nargs=2, type=float, default=[20.0, 40.0], metavar=("MIN", "MAX"),
+                   help="stimulus length range in seconds (default 20 40)")
+    h.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -153,6 +160,14 @@ def generate_cli(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.format == "mahnob":
+        from lightning_kd.data.generate.mahnob import write_mahnob
+
+        _refuse_overwrite(_targets(args.out, ["Sessions"]), args.force)
+        folder = _write(lambda: write_mahnob(args.out, subjects=args.subjects, sessions=args.sessions,
+                                             seconds=tuple(args.seconds), seed=args.seed, overwrite=args.force), args.out)
+        print(f"wrote {folder} ({args.subjects} subjects x {args.sessions} stimulus sessions, MAHNOB-HCI layout)")
+        return
     if args.format == "mfeat":
         if args.per_class < 1:
             raise _Stop(f"--per-class {args.per_class}: each class needs at least 1 sample. Fix: give --per-class >= 1")

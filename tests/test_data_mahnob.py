@@ -1,0 +1,195 @@
+"""MAHNOB-HCI: the generator writes the real ``Sessions/<id>/`` layout, the reader cuts the stimulus at the Status
+triggers, selects channels by name and resamples to 128 Hz; bad input stops with one line naming the file."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_kd.checkpoint import ConfigError, DataFileNotFoundError, DataFormatError
+from lightning_kd.data.eeg_face import EEG_CHANNELS_28
+from lightning_kd.data.formats.mahnob import read_mahnob, read_session_eeg, read_session_xml
+from lightning_kd.data.generate.command import generate_cli
+from lightning_kd.data.generate.mahnob import (
+    BASELINE_S,
+    BDF_CHANNELS,
+    bdf_name,
+    recording,
+    session_id,
+    write_bdf,
+    write_mahnob,
+    write_session_xml,
+)
+
+RATE = 256
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """2 subjects x 2 stimulus sessions of 6-7 s (and one neutral session each)."""
+    root = tmp_path_factory.mktemp("mahnob")
+    write_mahnob(root, subjects=2, sessions=2, seconds=(6.0, 7.0), seed=3)
+    return root
+
+
+def _one_line(e: pytest.ExceptionInfo, name: str) -> None:
+    msg = str(e.value)
+    assert "\n" not in msg and name in msg and "Fix:" in msg, msg
+
+
+def _marked_bdf(path: Path, n_stim: int, names=BDF_CHANNELS) -> np.ndarray:
+    """A .bdf whose EEG channel i carries a sine of (3 + i) Hz during the stimulus and a +-900 uV marker before /
+    after it; returns the stimulus EEG (32, n_stim)."""
+    t = np.arange(n_stim) / RATE
+    stim = np.stack([20.0 * np.sin(2 * np.pi * (3 + i) * t) for i in range(32)])
+    pre = BASELINE_S * RATE
+    post = -(-(2 * pre + n_stim) // RATE) * RATE - pre - n_stim
+    data = recording(stim, np.random.default_rng(0), baseline_eeg_uv=(np.full((32, pre), 900.0),
+                                                                        np.full((32, post), -900.0)))
+    keep = [BDF_CHANNELS.index(n) for n in names]
+    write_bdf(path, names, data[keep])
+    return stim
+
+
+def test_stimulus_cut_at_the_triggers_and_channels_by_name(tmp_path):
+    n_stim = 10 * RATE + 77
+    stim = _marked_bdf(tmp_path / "a.bdf", n_stim)
+    at256 = read_session_eeg(tmp_path / "a.bdf", EEG_CHANNELS_28, rate=RATE)
+    rows = [BDF_CHANNELS.index(c) for c in EEG_CHANNELS_28]
+    assert at256.shape == (28, n_stim)
+    np.testing.assert_allclose(at256, stim[rows], atol=0.05)  # 24-bit quantisation: 0.03 uV
+    at128 = read_session_eeg(tmp_path / "a.bdf", EEG_CHANNELS_28, rate=128)
+    assert at128.shape == (28, (n_stim + 1) // 2)
+    assert np.abs(at128).max() < 25.0  # no marker sample, no marker leaking through the resampling filter
+    # the i-th configured channel is the sine of file channel rows[i], sampled at 128 Hz
+    t = np.arange(at128.shape[1]) / 128
+    want = np.stack([20.0 * np.sin(2 * np.pi * (3 + r) * t) for r in rows])
+    np.testing.assert_allclose(at128[:, 64:-64], want[:, 64:-64], atol=0.5)
+
+
+def test_round_trip_ratings_subjects_and_lengths(small):
+    trials = read_mahnob(small)
+    assert [(t.subject, t.trial) for t in trials] == [(1, 2), (1, 4), (2, 132), (2, 134)]  # neutral sessions skipped
+    for t in trials:
+        folder = small / "Sessions" / str(t.trial)
+        xml = ET.parse(folder / "session.xml").getroot()
+        assert t.ratings["arousal"] == float(xml.get("feltArsl")) and t.ratings["valence"] == float(xml.get("feltVlnc"))
+        assert t.channels == EEG_CHANNELS_28 and t.eeg.dtype == np.float32
+        assert t.eeg.shape == (28, round(float(xml.get("cutLenSec")) * 128))
+        assert t.video is not None and t.video.name.endswith(f"_C1 trigger _C_Section_{xml.get('cutNr')}.avi")
+        assert t.source == folder / bdf_name(t.subject, int(xml.get("cutNr")))
+    assert read_session_xml(small / "Sessions" / "1" / "session.xml").is_stim is False
+
+
+def _copy(small: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "copy"
+    shutil.copytree(small, root)
+    return root
+
+
+def _edit_xml(path: Path, **attrs: str | None) -> None:
+    tree = ET.parse(path)
+    for k, v in attrs.items():
+        if v is None:
+            tree.getroot().attrib.pop(k, None)
+        else:
+            tree.getroot().set(k, v)
+    tree.write(path)
+
+
+@pytest.mark.parametrize("attrs", [{"feltArsl": None}, {"feltVlnc": None}, {"feltArsl": "10"}, {"feltVlnc": "0"},
+                                   {"feltArsl": "high"}])
+def test_bad_ratings_name_the_file(small, tmp_path, attrs):
+    root = _copy(small, tmp_path)
+    xml = root / "Sessions" / "4" / "session.xml"
+    _edit_xml(xml, **attrs)
+    with pytest.raises(DataFormatError) as e:
+        read_mahnob(root)
+    _one_line(e, str(xml))
+
+
+def test_missing_bdf_stops_or_is_skipped_with_one_warning(small, tmp_path):
+    root = _copy(small, tmp_path)
+    (root / "Sessions" / "4" / bdf_name(1, 4)).unlink()
+    with pytest.raises(DataFileNotFoundError) as e:
+        read_mahnob(root)
+    _one_line(e, bdf_name(1, 4))
+    with pytest.warns(UserWarning, match="1 emotion session"):
+        trials = read_mahnob(root, skip_incomplete=True)
+    assert [t.trial for t in trials] == [2, 132, 134]
+
+
+def test_bdf_without_status_or_triggers_or_channels(tmp_path):
+    n = 5 * RATE
+    _marked_bdf(tmp_path / "nostatus.bdf", n, names=BDF_CHANNELS[:-1])
+    with pytest.raises(DataFormatError) as e:
+        read_session_eeg(tmp_path / "nostatus.bdf")
+    _one_line(e, "nostatus.bdf")
+    assert "Status" in str(e.value)
+    few = tuple(c for c in BDF_CHANNELS if c not in ("F3", "O2", "T8"))
+    _marked_bdf(tmp_path / "few.bdf", n, names=few)
+    with pytest.raises(DataFormatError) as e:
+        read_session_eeg(tmp_path / "few.bdf")
+    _one_line(e, "few.bdf")
+    assert "29 of the 32" in str(e.value)
+    data = recording(np.zeros((32, n)), np.random.default_rng(0))
+    data[-1, n + BASELINE_S * RATE:] = 0  # drop the end trigger
+    write_bdf(tmp_path / "onetrigger.bdf", BDF_CHANNELS, data)
+    with pytest.raises(DataFormatError) as e:
+        read_session_eeg(tmp_path / "onetrigger.bdf")
+    _one_line(e, "onetrigger.bdf")
+    (tmp_path / "junk.bdf").write_bytes(b"not a bdf")
+    with pytest.raises(DataFormatError) as e:
+        read_session_eeg(tmp_path / "junk.bdf")
+    _one_line(e, "junk.bdf")
+
+
+def test_colour_camera_picked_among_several_avis(small, tmp_path):
+    root = _copy(small, tmp_path)
+    folder = root / "Sessions" / "2"
+    colour = next(folder.glob("*C1 trigger*.avi"))
+    shutil.copy(colour, folder / "P1-Rec1-2009.07.09.17.53.46_C2 trigger _BW_Section_2.avi")
+    assert read_mahnob(root)[0].video == colour
+    xml = folder / "session.xml"
+    tree = ET.parse(xml)
+    for t in tree.getroot().findall("track"):
+        if t.get("type") == "Video":
+            tree.getroot().remove(t)
+    tree.write(xml)
+    assert read_mahnob(root)[0].video == colour  # by the C1 file name when the XML has no video track
+
+
+def test_no_sessions_folder_and_no_emotion_session(tmp_path):
+    with pytest.raises(DataFileNotFoundError) as e:
+        read_mahnob(tmp_path)
+    _one_line(e, "Sessions")
+    write_session_xml(tmp_path / "Sessions" / "1" / "session.xml", {"sessionId": "1", "isStim": "0"}, 1)
+    with pytest.raises(DataFormatError) as e:
+        read_mahnob(tmp_path)
+    _one_line(e, "Sessions")
+
+
+def test_generate_command_refuses_then_forces(tmp_path, capsys):
+    argv = ["mahnob", "--out", str(tmp_path), "--subjects", "1", "--sessions", "1", "--seconds", "4", "4"]
+    generate_cli(argv)
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "Sessions").iterdir()) == ["1", "2"]
+    with pytest.raises(ConfigError, match="exists"):
+        generate_cli(argv)
+    generate_cli([*argv[:-5], "--subjects", "2", "--sessions", "1", "--seconds", "4", "4", "--force"])
+    assert sorted(p.name for p in (tmp_path / "Sessions").iterdir()) == ["1", "131", "132", "2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    with pytest.raises(ConfigError, match="1..20"):
+        generate_cli(["mahnob", "--out", str(tmp_path / "x"), "--sessions", "21"])
+    assert session_id(2, 2) == 132
+
+
+def test_generator_is_seeded(tmp_path):
+    a = write_mahnob(tmp_path / "a", subjects=1, sessions=1, seconds=(4.0, 4.0), seed=5)
+    b = write_mahnob(tmp_path / "b", subjects=1, sessions=1, seconds=(4.0, 4.0), seed=5)
+    for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
