@@ -12,7 +12,8 @@ import pytest
 
 from lightning_kd.checkpoint import ConfigError, DataFileNotFoundError, DataFormatError
 from lightning_kd.data.eeg_face import EEG_CHANNELS_28
-from lightning_kd.data.formats.mahnob import read_mahnob, read_session_eeg, read_session_xml
+from lightning_kd.data import MAHNOBDataModule
+from lightning_kd.data.formats.mahnob import MAHNOB_EEG_CHANNELS, read_mahnob, read_session_eeg, read_session_xml
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.mahnob import (
     BASELINE_S,
@@ -55,20 +56,51 @@ def _marked_bdf(path: Path, n_stim: int, names=BDF_CHANNELS) -> np.ndarray:
     return stim
 
 
-def test_stimulus_cut_at_the_triggers_and_channels_by_name(tmp_path):
+def test_stimulus_cut_at_the_triggers(tmp_path):
     n_stim = 10 * RATE + 77
     stim = _marked_bdf(tmp_path / "a.bdf", n_stim)
-    at256 = read_session_eeg(tmp_path / "a.bdf", EEG_CHANNELS_28, rate=RATE)
-    rows = [BDF_CHANNELS.index(c) for c in EEG_CHANNELS_28]
-    assert at256.shape == (28, n_stim)
-    np.testing.assert_allclose(at256, stim[rows], atol=0.05)  # 24-bit quantisation: 0.03 uV
-    at128 = read_session_eeg(tmp_path / "a.bdf", EEG_CHANNELS_28, rate=128)
-    assert at128.shape == (28, (n_stim + 1) // 2)
-    assert np.abs(at128).max() < 25.0  # no marker sample, no marker leaking through the resampling filter
-    # the i-th configured channel is the sine of file channel rows[i], sampled at 128 Hz
-    t = np.arange(at128.shape[1]) / 128
-    want = np.stack([20.0 * np.sin(2 * np.pi * (3 + r) * t) for r in rows])
-    np.testing.assert_allclose(at128[:, 64:-64], want[:, 64:-64], atol=0.5)
+    eeg, channels, rate = read_session_eeg(tmp_path / "a.bdf")
+    assert channels == MAHNOB_EEG_CHANNELS and rate == RATE and eeg.dtype == np.float32
+    assert eeg.shape == (32, n_stim)  # exactly [onset, end): no marker sample at either edge
+    np.testing.assert_allclose(eeg, stim, atol=0.05)  # 24-bit quantisation: 0.03 uV
+
+
+def _marked_layout(root: Path, subjects: int = 3, sessions: int = 1, seconds: float = 9.0) -> None:
+    """Sessions whose .bdf carry the marked sines of :func:`_marked_bdf` (no video)."""
+    for s in range(1, subjects + 1):
+        for k in range(1, sessions + 1):
+            folder = root / "Sessions" / str(session_id(s, 2 * k))
+            _marked_bdf(folder / bdf_name(s, 2 * k), int(seconds * RATE))
+            write_session_xml(folder / "session.xml", {"sessionId": str(session_id(s, 2 * k)), "cutNr": str(2 * k),
+                                                       "isStim": "1", "feltArsl": str(2 + s), "feltVlnc": "5"}, s)
+
+
+def test_datamodule_resamples_the_cut_stimulus_to_128_hz_by_channel_name(tmp_path):
+    _marked_layout(tmp_path)
+    dm = MAHNOBDataModule(str(tmp_path), inputs=["eeg"], standardize=False, n_folds=3, batch_size=4)
+    rows = [MAHNOB_EEG_CHANNELS.index(c) for c in EEG_CHANNELS_28]
+    t = np.arange(2 * 512) / 128
+    want = np.stack([20.0 * np.sin(2 * np.pi * (3 + r) * t) for r in rows]).reshape(28, 2, 512).transpose(1, 0, 2)
+    for split in ("train", "valid", "test"):
+        st = dm.splits[split]
+        x = st.inputs["eeg"].numpy()
+        assert x.shape == (2, 28, 512) and [i[-3:] for i in st.ids] == ["w00", "w01"]
+        assert np.abs(x).max() < 25.0  # no +-900 uV marker sample, none leaking through the resampling filter
+        np.testing.assert_allclose(x[0, :, 32:], want[0, :, 32:], atol=0.5)  # the sine of the right file channel
+        np.testing.assert_allclose(x[1, :, :-32], want[1, :, :-32], atol=0.5)
+        assert st.target.tolist() == [int(2 + subj >= 5) for subj, _ in dm.split_trials(split) for _w in range(2)]
+
+
+def test_fewer_channels_than_configured_names_the_file(tmp_path):
+    folder = tmp_path / "Sessions" / "2"
+    few = tuple(c for c in BDF_CHANNELS if c not in ("F3", "O2", "T8"))
+    _marked_bdf(folder / bdf_name(1, 2), 9 * RATE, names=few)
+    write_session_xml(folder / "session.xml", {"sessionId": "2", "isStim": "1", "feltArsl": "3", "feltVlnc": "5"}, 1)
+    dm = MAHNOBDataModule(str(tmp_path), inputs=["eeg"], n_folds=3)
+    with pytest.raises(DataFormatError) as e:
+        dm.splits
+    _one_line(e, bdf_name(1, 2))
+    assert "F3" in str(e.value)
 
 
 def test_round_trip_ratings_subjects_and_lengths(small):
@@ -78,8 +110,9 @@ def test_round_trip_ratings_subjects_and_lengths(small):
         folder = small / "Sessions" / str(t.trial)
         xml = ET.parse(folder / "session.xml").getroot()
         assert t.ratings["arousal"] == float(xml.get("feltArsl")) and t.ratings["valence"] == float(xml.get("feltVlnc"))
-        assert t.channels == EEG_CHANNELS_28 and t.eeg.dtype == np.float32
-        assert t.eeg.shape == (28, round(float(xml.get("cutLenSec")) * 128))
+        assert t.channels == MAHNOB_EEG_CHANNELS and t.eeg.dtype == np.float32 and t.rate_hz == RATE
+        assert t.eeg.shape == (32, round(float(xml.get("cutLenSec")) * RATE))
+        assert t.face_features == folder / "face_features.npz"
         assert t.video is not None and t.video.name.endswith(f"_C1 trigger _C_Section_{xml.get('cutNr')}.avi")
         assert t.source == folder / bdf_name(t.subject, int(xml.get("cutNr")))
     assert read_session_xml(small / "Sessions" / "1" / "session.xml").is_stim is False
@@ -123,19 +156,13 @@ def test_missing_bdf_stops_or_is_skipped_with_one_warning(small, tmp_path):
     assert [t.trial for t in trials] == [2, 132, 134]
 
 
-def test_bdf_without_status_or_triggers_or_channels(tmp_path):
+def test_bdf_without_status_or_triggers(tmp_path):
     n = 5 * RATE
     _marked_bdf(tmp_path / "nostatus.bdf", n, names=BDF_CHANNELS[:-1])
     with pytest.raises(DataFormatError) as e:
         read_session_eeg(tmp_path / "nostatus.bdf")
     _one_line(e, "nostatus.bdf")
     assert "Status" in str(e.value)
-    few = tuple(c for c in BDF_CHANNELS if c not in ("F3", "O2", "T8"))
-    _marked_bdf(tmp_path / "few.bdf", n, names=few)
-    with pytest.raises(DataFormatError) as e:
-        read_session_eeg(tmp_path / "few.bdf")
-    _one_line(e, "few.bdf")
-    assert "29 of the 32" in str(e.value)
     data = recording(np.zeros((32, n)), np.random.default_rng(0))
     data[-1, n + BASELINE_S * RATE:] = 0  # drop the end trigger
     write_bdf(tmp_path / "onetrigger.bdf", BDF_CHANNELS, data)

@@ -4,6 +4,7 @@ from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
 from lightning_kd.data.formats.digits import DigitsCLIPDataModule
+from lightning_kd.data.formats.mahnob import MAHNOBDataModule, read_mahnob
 from lightning_kd.data.formats.mfeat import MfeatDataModule, read_mfeat
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
 from lightning_kd.data.formats.mult import MulTDataModule, read_mult
@@ -21,6 +22,7 @@ __all__ = [
     "DataFormatError",
     "DigitsCLIPDataModule",
     "InMemoryDataModule",
+    "MAHNOBDataModule",
     "MMSADataModule",
     "MfeatDataModule",
     "MissingAugmentation",
@@ -32,6 +34,7 @@ __all__ = [
     "SyntheticMMSADataModule",
     "SyntheticMulTDataModule",
     "SyntheticMultiViewDataModule",
+    "read_mahnob",
     "read_mmsa",
     "read_mult",
     "read_mfeat",

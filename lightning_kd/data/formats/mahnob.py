@@ -23,9 +23,13 @@ onset (first event, at 30 s) and stimulus end (second event). The segment kept i
 ``mne.find_events(raw, stim_channel='Status')``). The face video starts at stimulus onset, so its time 0 is the
 first sample of the segment.
 
-EEG is read with MNE (``mne.io.read_raw_bdf``), cut at 256 Hz, then resampled to
-:data:`~lightning_kd.data.eeg_face.EEG_RATE_HZ` (polyphase, ``scipy.signal.resample_poly``) after the cut, so
-no baseline sample leaks into the stimulus through the anti-aliasing filter. Values are in microvolts.
+- ``face_features.npz`` (this project's per-session face feature file, not part of the download; layout in
+  :mod:`lightning_kd.data.formats.video`): written by ``lightning-kd generate mahnob``; for the real data set,
+  extract it from the colour video yourself or use ``face_features: backbone``.
+
+EEG is read with MNE (``mne.io.read_raw_bdf``, ``stim_channel='Status'``), in microvolts, cut at 256 Hz and
+returned at the file's rate; :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule` resamples the cut
+segment to 128 Hz, so no baseline sample leaks into the stimulus through the anti-aliasing filter.
 """
 
 from __future__ import annotations
@@ -34,22 +38,22 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
-from lightning_kd.data.eeg_face import DEAP_EEG_CHANNELS, EEG_CHANNELS_28, EEG_RATE_HZ, EEGFaceTrial
+from lightning_kd.data.eeg_face import DEAP_EEG_CHANNELS, EEGFaceTrial
+from lightning_kd.data.eeg_face_data import EEGFaceDataModule
+from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 
 if TYPE_CHECKING:
     import mne
 
 __all__ = [
-    "MAHNOB_EEG_CHANNELS", "MAHNOB_PERIPHERAL_CHANNELS", "MAHNOB_RATE_HZ", "RATING_ATTRIBUTES", "STATUS_CHANNEL",
-    "MahnobSession", "read_mahnob", "read_session_eeg", "read_session_xml", "session_bdf", "session_video",
+    "FEATURE_FILE", "MAHNOB_EEG_CHANNELS", "MAHNOB_PERIPHERAL_CHANNELS", "MAHNOB_RATE_HZ", "RATING_ATTRIBUTES",
+    "STATUS_CHANNEL", "MAHNOBDataModule", "MahnobSession", "read_mahnob", "read_session_eeg", "read_session_xml", "session_bdf", "session_video",
     "stimulus_samples",
 ]
 
@@ -63,6 +67,8 @@ MAHNOB_PERIPHERAL_CHANNELS: tuple[str, ...] = (
 STATUS_CHANNEL = "Status"
 #: sampling rate of the released ``.bdf`` files
 MAHNOB_RATE_HZ = 256
+#: this project's per-session face feature file, next to session.xml (not part of the download)
+FEATURE_FILE = "face_features.npz"
 #: ``session.xml`` attribute -> rating name of :attr:`EEGFaceTrial.ratings` (feltCtrl is the dominance scale)
 RATING_ATTRIBUTES: dict[str, str] = {
     "feltArsl": "arousal", "feltVlnc": "valence", "feltCtrl": "dominance", "feltPred": "predictability",
@@ -208,14 +214,13 @@ def stimulus_samples(raw: mne.io.BaseRaw, path: Path) -> tuple[int, int]:
     return int(events[0, 0] - raw.first_samp), int(events[1, 0] - raw.first_samp)
 
 
-def read_session_eeg(path: str | Path, channels: Sequence[str] = EEG_CHANNELS_28,
-                     rate: int = EEG_RATE_HZ) -> np.ndarray:
-    """The stimulus segment of one ``.bdf``: ``(len(channels), samples)`` float32 microvolts at ``rate`` Hz, rows in
-    the order of ``channels`` (found by name).
+def read_session_eeg(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """The stimulus segment of one ``.bdf``: ``(eeg (C, samples) float32 microvolts, channel names, rate Hz)`` with
+    the file's EEG channels of :data:`MAHNOB_EEG_CHANNELS` (in that order) at the file's rate.
 
     Raises:
         DataFileNotFoundError: no such file.
-        DataFormatError: not a readable BDF, no ``Status`` channel, a configured channel absent, fewer than two
+        DataFormatError: not a readable BDF, no ``Status`` channel, none of the EEG channels, fewer than two
             triggers, or non-finite samples.
     """
     import mne
@@ -230,38 +235,31 @@ def read_session_eeg(path: str | Path, channels: Sequence[str] = EEG_CHANNELS_28
             raw = mne.io.read_raw_bdf(path, preload=True, stim_channel=STATUS_CHANNEL, verbose="error")
     except (ValueError, OSError, IndexError, KeyError, RuntimeError) as e:
         raise DataFormatError(f"{path}: not a readable BDF file ({e}). Fix: re-download the session's .bdf.") from None
-    names = list(raw.ch_names)
+    names = set(raw.ch_names)
     if STATUS_CHANNEL not in names:
         raise DataFormatError(f"{path}: no {STATUS_CHANNEL!r} trigger channel, so the stimulus cannot be cut. Fix: use "
                               "the .bdf as downloaded (BioSemi files keep the triggers in 'Status').")
-    missing = [c for c in channels if c not in names]
-    if missing:
-        n_eeg = sum(c in names for c in MAHNOB_EEG_CHANNELS)
-        raise DataFormatError(
-            f"{path}: {len(channels)} EEG channels configured but {len(missing)} absent ({', '.join(missing[:6])}"
-            f"{', ...' if len(missing) > 6 else ''}; the file has {n_eeg} of the 32 EEG channels). Fix: configure "
-            "channels present in the file, or use the .bdf as downloaded.")
-    file_rate = float(raw.info["sfreq"])
+    channels = tuple(c for c in MAHNOB_EEG_CHANNELS if c in names)
+    if not channels:
+        raise DataFormatError(f"{path}: none of the 32 EEG channels ({', '.join(MAHNOB_EEG_CHANNELS[:4])}, ...) is in "
+                              "the file. Fix: use the .bdf as downloaded.")
     onset, end = stimulus_samples(raw, path)
     eeg = raw.get_data(picks=list(channels), start=onset, stop=end) * 1e6
     if not np.isfinite(eeg).all():
         raise DataFormatError(f"{path}: non-finite EEG samples in the stimulus segment. Fix: re-download the file.")
-    if file_rate != rate:
-        ratio = Fraction(rate) / Fraction(file_rate).limit_denominator(1000)
-        eeg = resample_poly(eeg, ratio.numerator, ratio.denominator, axis=1)
-    return np.ascontiguousarray(eeg, dtype=np.float32)
+    return np.ascontiguousarray(eeg, dtype=np.float32), channels, float(raw.info["sfreq"])
 
 
-def read_mahnob(root: str | Path, channels: Sequence[str] = EEG_CHANNELS_28, rate: int = EEG_RATE_HZ,
+def read_mahnob(root: str | Path, subjects: Sequence[int] | None = None,
                 skip_incomplete: bool = False) -> list[EEGFaceTrial]:
-    """Every emotion elicitation session under ``root/Sessions`` as an :class:`EEGFaceTrial` (``trial`` = the
-    session id, ``eeg`` the stimulus segment at ``rate`` Hz, ``video`` the frontal colour camera or ``None``),
-    ordered by subject then session. Neutral-clip sessions (``isStim="0"``, no ratings) are skipped.
+    """Every emotion elicitation session under ``root/Sessions`` as an :class:`EEGFaceTrial`, ordered by subject then
+    session: ``trial`` = the session id, ``eeg`` the stimulus segment at the file's rate (``rate_hz``, 256; the
+    datamodule resamples), ``video`` the frontal colour camera or ``None``, ``face_features`` the session's
+    :data:`FEATURE_FILE` when present. Neutral-clip sessions (``isStim="0"``, no ratings) are skipped.
 
     Args:
         root: the folder that holds ``Sessions/``.
-        channels: EEG channel names to read, in this order.
-        rate: output sampling rate in Hz.
+        subjects: participant ids to read (``<subject id>``); ``None`` = all.
         skip_incomplete: leave out sessions whose ``.bdf`` is missing (the real download lacks some), with one
             warning listing them, instead of stopping.
 
@@ -273,12 +271,13 @@ def read_mahnob(root: str | Path, channels: Sequence[str] = EEG_CHANNELS_28, rat
     sessions_dir = Path(root) / "Sessions"
     if not sessions_dir.is_dir():
         raise DataFileNotFoundError(f"{sessions_dir}: folder not found. Fix: {_FIX_LAYOUT}.")
-    xmls = sorted(sessions_dir.glob("*/session.xml"), key=lambda p: (not p.parent.name.isdigit(), p.parent.name.zfill(12)))
+    wanted = None if subjects is None else {int(s) for s in subjects}
+    xmls = sorted(sessions_dir.glob("*/session.xml"))
     trials: list[EEGFaceTrial] = []
     skipped: list[str] = []
     for xml in xmls:
         session = read_session_xml(xml)
-        if not session.is_stim:
+        if not session.is_stim or (wanted is not None and session.subject not in wanted):
             continue
         try:
             bdf = session_bdf(session)
@@ -287,15 +286,68 @@ def read_mahnob(root: str | Path, channels: Sequence[str] = EEG_CHANNELS_28, rat
                 raise
             skipped.append(xml.parent.name)
             continue
-        eeg = read_session_eeg(bdf, channels, rate)
-        trials.append(EEGFaceTrial(subject=session.subject, trial=session.session_id, eeg=eeg,
-                                   channels=tuple(channels), ratings=dict(session.ratings),
-                                   video=session_video(session), source=bdf))
+        eeg, channels, rate = read_session_eeg(bdf)
+        features = xml.parent / FEATURE_FILE
+        trials.append(EEGFaceTrial(subject=session.subject, trial=session.session_id, eeg=eeg, channels=channels,
+                                   ratings=dict(session.ratings), video=session_video(session), source=bdf,
+                                   rate_hz=rate, face_features=features if features.is_file() else None))
     if skipped:
         warnings.warn(f"{sessions_dir}: {len(skipped)} emotion session(s) without a .bdf left out: "
                       f"{', '.join(skipped)}", stacklevel=2)
     if not trials:
-        raise DataFormatError(f"{sessions_dir}: no emotion elicitation session (isStim=1 with a .bdf) found among "
-                              f"{len(xmls)} session.xml file(s). Fix: {_FIX_LAYOUT}.")
+        which = "" if wanted is None else f" of subjects {sorted(wanted)}"
+        raise DataFormatError(f"{sessions_dir}: no emotion elicitation session (isStim=1 with a .bdf){which} found "
+                              f"among {len(xmls)} session.xml file(s). Fix: {_FIX_LAYOUT}.")
     trials.sort(key=lambda t: (t.subject, t.trial))
     return trials
+
+
+class MAHNOBDataModule(EEGFaceDataModule):
+    """MAHNOB-HCI as downloaded (module doc), windowed and split by
+    :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
+
+    Args:
+        root: the folder holding ``Sessions/``.
+        subjects: participant ids (``<subject id>`` of session.xml; default: all found).
+        skip_incomplete: leave out sessions without a ``.bdf`` (one warning lists them) instead of stopping.
+        Other arguments: see :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        subjects: list[int] | None = None,
+        target: str = "arousal",
+        threshold: float = 5.0,
+        protocol: str = "subject_independent",
+        n_folds: int = 5,
+        fold: int = 0,
+        split_seed: int = 0,
+        channels: list[str] | None = None,
+        window_s: float = 4.0,
+        frames_per_window: int = 5,
+        inputs: list[str] = ["eeg", "face"],  # noqa: B006 - read only
+        video_trials_only: bool | None = None,
+        face_features: str = "file",
+        video_backbone: str = "resnet18",
+        video_weights: str | None = None,
+        video_input_size: int = 112,
+        video_device: str = "cpu",
+        cache_dir: str = "data/cache/face",
+        standardize: bool = True,
+        skip_incomplete: bool = False,
+        batch_size: int = 32,
+        seed: int | None = None,
+        predict_split: str = "test",
+        eval_batch_size: int | None = None,
+        train_missing: MissingAugmentation | None = None,
+        eval_missing: MissingCondition | None = None,
+    ) -> None:
+        super().__init__(root, subjects, target, threshold, protocol, n_folds, fold, split_seed, channels, window_s,
+                         frames_per_window, inputs, video_trials_only, face_features, video_backbone, video_weights,
+                         video_input_size, video_device, cache_dir, standardize, batch_size, seed, predict_split,
+                         eval_batch_size, train_missing, eval_missing)
+        self.skip_incomplete = bool(skip_incomplete)
+
+    def read_trials(self) -> list[EEGFaceTrial]:
+        return read_mahnob(self.root, self.subjects, self.skip_incomplete)

@@ -132,6 +132,17 @@ def generate_cli(argv: list[str] | None = None) -> None:
     m.add_argument("--out", required=True, type=Path, help="output folder")
     m.add_argument("--per-class", dest="per_class", type=int, default=20, help="samples per class (10 classes)")
     m.add_argument("--seed", type=int, default=0)
+    h = sub.add_parser("mahnob", parents=[force], help="MAHNOB-HCI Sessions/<id>/ layout (session.xml, .bdf, face .avi)")
+    h.add_argument("--out", required=True, type=Path, help="output folder (Sessions/ is written inside)")
+    h.add_argument("--subjects", type=int, default=6, help="participants (default 6)")
+    h.add_argument("--sessions", type=int, default=5, help="stimulus sessions per participant, 1..20 (default 5)")
+    h.add_argument("--seconds", nargs=2, type=float, default=[20.0, 40.0], metavar=("MIN", "MAX"),
+                   help="stimulus length range in seconds (default 20 40)")
+    h.add_argument("--fps", type=float, default=5.0, help="video frame rate (default 5)")
+    h.add_argument("--size", type=int, default=32, help="frame height = width, multiple of 4 (default 32)")
+    h.add_argument("--no-face-features", dest="face_features", action="store_false",
+                   help="do not write Sessions/<id>/face_features.npz")
+    h.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("multiview", parents=[force], help="multi-view clustering .mat (X cell of views + Y, or X1..Xv + gt)")
     r.add_argument("--out", required=True, type=Path, help="output .mat file")
     r.add_argument("--layout", choices=("cell", "numbered"), default="cell",
@@ -143,13 +154,6 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--transpose", action="store_true", help="store views as D x N")
     r.add_argument("--noise", type=float, default=1.0, help="noise multiplier (harder data above 1)")
     r.add_argument("--seed", type=int, default=0)
-    h = sub.add_parser("mahnob", parents=[force], help="MAHNOB-HCI Sessions/<id>/ layout (session.xml, .bdf, face .avi)")
-    h.add_argument("--out", required=True, type=Path, help="output folder (Sessions/ is written inside)")
-    h.add_argument("--subjects", type=int, default=6, help="participants (default 6)")
-    h.add_argument("--sessions", type=int, default=5, help="stimulus sessions per participant, 1..20 (default 5)")
-    h.add_argument("--seconds", nargs=2, type=float, default=[20.0, 40.0], metavar=("MIN", "MAX"),
-                   help="stimulus length range in seconds (default 20 40)")
-    h.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -160,20 +164,22 @@ def generate_cli(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.format == "mahnob":
-        from lightning_kd.data.generate.mahnob import write_mahnob
-
-        _refuse_overwrite(_targets(args.out, ["Sessions"]), args.force)
-        folder = _write(lambda: write_mahnob(args.out, subjects=args.subjects, sessions=args.sessions,
-                                             seconds=tuple(args.seconds), seed=args.seed, overwrite=args.force), args.out)
-        print(f"wrote {folder} ({args.subjects} subjects x {args.sessions} stimulus sessions, MAHNOB-HCI layout)")
-        return
     if args.format == "mfeat":
         if args.per_class < 1:
             raise _Stop(f"--per-class {args.per_class}: each class needs at least 1 sample. Fix: give --per-class >= 1")
         _refuse_overwrite(_targets(args.out, [f"mfeat-{v}.csv" for v in MFEAT_DIMS]), args.force)
         folder = _write(lambda: write_mfeat_csvs(args.out, args.per_class, args.seed), args.out)
         print(f"wrote {folder} (mfeat-<view>.csv x 6, mvlearn layout)")
+        return
+    if args.format == "mahnob":
+        from lightning_kd.data.generate.mahnob import write_mahnob
+
+        _refuse_overwrite(_targets(args.out, ["Sessions"]), args.force)
+        folder = _write(lambda: write_mahnob(
+            args.out, subjects=args.subjects, sessions=args.sessions, seconds=tuple(args.seconds), fps=args.fps,
+            frame_size=args.size, seed=args.seed, face_features=args.face_features, overwrite=args.force), args.out)
+        print(f"wrote {folder} (MAHNOB-HCI layout: {args.subjects} subjects x {args.sessions} stimulus sessions, "
+              "session.xml + .bdf + face .avi each)")
         return
     _refuse_overwrite(_targets(args.out), args.force)
 

@@ -4,7 +4,7 @@ Per subject ``s`` and stimulus ``k`` two sessions, numbered as in the download (
 the neutral clip (``cutNr = 2k - 1``, ``isStim="0"``, no ratings, a short ``Part_<s>_N_Trial<k>_emotion.bdf``)
 and the stimulus (``cutNr = 2k``, ``isStim="1"``, ratings ``feltArsl feltVlnc feltCtrl feltPred`` on 1..9,
 ``Part_<s>_S_Trial<k>_emotion.bdf`` and the frontal colour camera
-``P<s>-Rec1-<date>_C1 trigger _C_Section_<cutNr>.avi``).
+``P<s>-Rec1-<date>_C1 trigger _C_Section_<cutNr>.avi``, and this project's ``face_features.npz``).
 
 Each ``.bdf`` is BioSemi BDF (pyEDFlib, 24 bit) at 256 Hz: the 32 EEG channels, the 14 peripheral channels and
 ``Status``; 30 s before the stimulus and at least 30 s after it (the record is padded to whole 1 s data records);
@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from lightning_kd.data.formats.mahnob import (
+    FEATURE_FILE,
     MAHNOB_EEG_CHANNELS,
     MAHNOB_PERIPHERAL_CHANNELS,
     MAHNOB_RATE_HZ,
     STATUS_CHANNEL,
 )
 from lightning_kd.data.generate.eeg_face import draw_factors, eeg_trial, face_latent, subject_gains
-from lightning_kd.data.generate.video import render_face_frames, write_avi
+from lightning_kd.data.generate.video import frame_descriptor, render_face_frames, write_avi, write_face_features
 from lightning_kd.io import atomic_write_binary
 
 __all__ = ["BASELINE_S", "BDF_CHANNELS", "PULSE_SAMPLES", "TRIGGER_CODE", "bdf_name", "integer_rating", "recording",
@@ -158,9 +159,10 @@ def integer_rating(z: float) -> int:
 
 
 def _session(folder: Path, subject: int, cut_nr: int, eeg_uv: np.ndarray, rng: np.random.Generator,
-             ratings: dict[str, int] | None, frames: np.ndarray | None, fps: float) -> None:
-    """Write one session folder: the ``.bdf`` (30 s of label-free EEG before and after), the colour ``.avi`` when
-    ``frames`` are given, and ``session.xml`` (ratings only for a stimulus)."""
+             ratings: dict[str, int] | None, frames: np.ndarray | None, fps: float, face_features: bool) -> None:
+    """Write one session folder: the ``.bdf`` (30 s of label-free EEG before and after), the colour ``.avi`` (and
+    with ``face_features`` its feature file) when ``frames`` are given, and ``session.xml`` (ratings only for a
+    stimulus)."""
     n_stim = eeg_uv.shape[1]
     pre = BASELINE_S * MAHNOB_RATE_HZ
     post = -(-(pre + n_stim + pre) // MAHNOB_RATE_HZ) * MAHNOB_RATE_HZ - pre - n_stim
@@ -174,6 +176,8 @@ def _session(folder: Path, subject: int, cut_nr: int, eeg_uv: np.ndarray, rng: n
         avi = video_name(subject, cut_nr)
         write_avi(folder / avi, frames, fps)
         tracks.append({"type": "Video", "color": "1", "filename": avi})
+        if face_features:
+            write_face_features(folder / FEATURE_FILE, frame_descriptor(frames), fps)
     attrs = {"cutNr": str(cut_nr), "cutLenSec": f"{n_stim / MAHNOB_RATE_HZ:.4f}",
              "sessionId": str(session_id(subject, cut_nr)), "isStim": "1" if ratings else "0",
              "mediaFile": f"{cut_nr}.avi", "vidRate": f"{fps:g}", "date": "2009-07-09", "time": "17:53:46"}
@@ -183,18 +187,21 @@ def _session(folder: Path, subject: int, cut_nr: int, eeg_uv: np.ndarray, rng: n
 
 
 def write_mahnob(out: str | Path, subjects: int = 6, sessions: int = 5, seconds: tuple[float, float] = (20.0, 40.0),
-                 fps: float = 8.0, frame_size: int = 32, seed: int = 0, overwrite: bool = False) -> Path:
+                 fps: float = 5.0, frame_size: int = 32, seed: int = 0, face_features: bool = True,
+                 overwrite: bool = False) -> Path:
     """Write ``out/Sessions/`` in the MAHNOB-HCI layout (see the module doc) with the label model of
     :mod:`lightning_kd.data.generate.eeg_face`; returns the ``Sessions`` folder.
 
     Per subject: ``sessions`` stimuli of ``U(seconds)`` s each (ratings ``feltVlnc``/``feltArsl`` from the label
     factors, :func:`integer_rating`; ``feltCtrl``/``feltPred`` label-free), plus the neutral clip before the
-    first one (a 5 s ``isStim="0"`` session without ratings or video). The folder is built next to ``out/Sessions``
-    and renamed into place when complete; an existing one is replaced only with ``overwrite``.
+    first one (a 5 s ``isStim="0"`` session without ratings or video). Face frames: ``frame_size`` pixels square at
+    ``fps``; with ``face_features`` each stimulus session also gets ``face_features.npz`` (pooled-colour descriptors
+    of its frames, :func:`~lightning_kd.data.generate.video.frame_descriptor`). The folder is built next to
+    ``out/Sessions`` and renamed into place when complete; an existing one is replaced only with ``overwrite``.
 
     Raises:
         ValueError: a bad size (``subjects < 1``, ``sessions`` outside 1..20, ``seconds`` not ``0 < MIN <= MAX``,
-            ``fps <= 0``).
+            ``fps <= 0``, ``frame_size`` not a positive multiple of 4).
         FileExistsError: ``out/Sessions`` exists and not ``overwrite``.
     """
     if subjects < 1:
@@ -206,6 +213,8 @@ def write_mahnob(out: str | Path, subjects: int = 6, sessions: int = 5, seconds:
         raise ValueError(f"--seconds {lo:g} {hi:g}: need 0 < MIN <= MAX")
     if not fps > 0:
         raise ValueError(f"--fps {fps:g}: need a frame rate > 0")
+    if frame_size < 4 or frame_size % 4:
+        raise ValueError(f"--size {frame_size}: need a frame size that is a positive multiple of 4")
     target = Path(out) / "Sessions"
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists")
@@ -217,7 +226,7 @@ def write_mahnob(out: str | Path, subjects: int = 6, sessions: int = 5, seconds:
             gains = subject_gains(rng, len(MAHNOB_EEG_CHANNELS))
             neutral = eeg_trial(rng, np.zeros(2), 5 * MAHNOB_RATE_HZ, rate=MAHNOB_RATE_HZ, gains=gains,
                                 channels=MAHNOB_EEG_CHANNELS)
-            _session(build / str(session_id(s, 1)), s, 1, neutral, rng, None, None, fps)
+            _session(build / str(session_id(s, 1)), s, 1, neutral, rng, None, None, fps, False)
             for k in range(1, sessions + 1):
                 i = (s - 1) * sessions + k - 1
                 n_stim = int(round(rng.uniform(lo, hi) * MAHNOB_RATE_HZ))
@@ -228,7 +237,7 @@ def write_mahnob(out: str | Path, subjects: int = 6, sessions: int = 5, seconds:
                 ratings = {"feltVlnc": integer_rating(factors.z[i, 0]), "feltArsl": integer_rating(factors.z[i, 1]),
                            "feltCtrl": int(rng.integers(1, 10)), "feltPred": int(rng.integers(1, 10)),
                            "feltEmo": int(rng.integers(0, 13))}
-                _session(build / str(session_id(s, 2 * k)), s, 2 * k, eeg, rng, ratings, frames, fps)
+                _session(build / str(session_id(s, 2 * k)), s, 2 * k, eeg, rng, ratings, frames, fps, face_features)
         old = None
         if target.exists():
             old = target.with_name(f".Sessions.{secrets.token_hex(6)}.old")
