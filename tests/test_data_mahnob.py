@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_kd.checkpoint import ConfigError, DataFileNotFoundError, DataFormatError
-from lightning_kd.data.eeg_face import EEG_CHANNELS_28
 from lightning_kd.data import MAHNOBDataModule
+from lightning_kd.data.eeg_face import EEG_CHANNELS_28
 from lightning_kd.data.formats.mahnob import MAHNOB_EEG_CHANNELS, read_mahnob, read_session_eeg, read_session_xml
 from lightning_kd.data.generate.command import generate_cli
 from lightning_kd.data.generate.mahnob import (
@@ -31,9 +32,9 @@ RATE = 256
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    """2 subjects x 2 stimulus sessions of 6-7 s (and one neutral session each)."""
+    """3 subjects x 3 stimulus sessions of 8.2-9.5 s (2 windows of 4 s each), and one neutral session each."""
     root = tmp_path_factory.mktemp("mahnob")
-    write_mahnob(root, subjects=2, sessions=2, seconds=(6.0, 7.0), seed=3)
+    write_mahnob(root, subjects=3, sessions=3, seconds=(8.2, 9.5), seed=3)
     return root
 
 
@@ -98,14 +99,15 @@ def test_fewer_channels_than_configured_names_the_file(tmp_path):
     write_session_xml(folder / "session.xml", {"sessionId": "2", "isStim": "1", "feltArsl": "3", "feltVlnc": "5"}, 1)
     dm = MAHNOBDataModule(str(tmp_path), inputs=["eeg"], n_folds=3)
     with pytest.raises(DataFormatError) as e:
-        dm.splits
+        _ = dm.splits
     _one_line(e, bdf_name(1, 2))
     assert "F3" in str(e.value)
 
 
 def test_round_trip_ratings_subjects_and_lengths(small):
     trials = read_mahnob(small)
-    assert [(t.subject, t.trial) for t in trials] == [(1, 2), (1, 4), (2, 132), (2, 134)]  # neutral sessions skipped
+    want = [(s, session_id(s, c)) for s in (1, 2, 3) for c in (2, 4, 6)]  # the neutral sessions (cutNr 1) skipped
+    assert [(t.subject, t.trial) for t in trials] == want
     for t in trials:
         folder = small / "Sessions" / str(t.trial)
         xml = ET.parse(folder / "session.xml").getroot()
@@ -153,7 +155,7 @@ def test_missing_bdf_stops_or_is_skipped_with_one_warning(small, tmp_path):
     _one_line(e, bdf_name(1, 4))
     with pytest.warns(UserWarning, match="1 emotion session"):
         trials = read_mahnob(root, skip_incomplete=True)
-    assert [t.trial for t in trials] == [2, 132, 134]
+    assert [t.trial for t in trials] == [2, 6, 132, 134, 136, 262, 264, 266]
 
 
 def test_bdf_without_status_or_triggers(tmp_path):
@@ -220,3 +222,58 @@ def test_generator_is_seeded(tmp_path):
     b = write_mahnob(tmp_path / "b", subjects=1, sessions=1, seconds=(4.0, 4.0), seed=5)
     for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("protocol", ["subject_dependent", "subject_independent"])
+def test_datamodule_batches_and_leak_free_splits(small, protocol):
+    dm = MAHNOBDataModule(str(small), protocol=protocol, n_folds=3, batch_size=4)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.inputs["eeg"].shape == (4, 28, 512) and batch.inputs["face"].shape[:2] == (4, 5)
+    assert dm.feature_dims == {"eeg": 28, "face": batch.inputs["face"].shape[-1]}
+    assert dm.seq_lens == {"eeg": 512, "face": 5}
+    trials = {split: set(dm.split_trials(split)) for split in ("train", "valid", "test")}
+    assert sum(len(t) for t in trials.values()) == 9 and all(trials.values())
+    assert not (trials["train"] & trials["valid"]) and not (trials["train"] & trials["test"])
+    assert not (trials["valid"] & trials["test"])
+    for split, pairs in trials.items():  # every window of a trial sits in that trial's split
+        ids = set(dm.ids(split))
+        assert {i.rsplit("_w", 1)[0] for i in ids} == {f"s{s:02d}_t{t:02d}" for s, t in pairs}
+        assert len(ids) == 2 * len(pairs)
+    subjects = {split: {s for s, _ in pairs} for split, pairs in trials.items()}
+    if protocol == "subject_independent":
+        assert all(len(subjects[a] & subjects[b]) == 0 for a, b in (("train", "valid"), ("train", "test"),
+                                                                      ("valid", "test")))
+    else:
+        assert subjects["train"] == subjects["valid"] == subjects["test"] == {1, 2, 3}
+
+
+def test_face_from_the_video_through_a_tiny_backbone(small, tmp_path):
+    dm = MAHNOBDataModule(str(small), inputs=["face"], face_features="backbone", video_backbone="resnet10t",
+                          video_input_size=32, cache_dir=str(tmp_path / "cache"), n_folds=3, subjects=[1, 2, 3])
+    with pytest.warns(UserWarning, match="RANDOMLY"):
+        x = dm.splits["train"].inputs["face"]
+    assert x.ndim == 3 and x.shape[1] == 5 and torch.isfinite(x).all()
+
+
+@pytest.mark.slow
+def test_label_signal_in_the_eeg(tmp_path):
+    """Trial-level log alpha / beta band powers of the read EEG predict both binary ratings well above chance (the
+    face carries the label only partly by design, W_FACE = 0.55: about 0.69 at best per trial)."""
+    from scipy.signal import welch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    write_mahnob(tmp_path, subjects=4, sessions=10, seconds=(8.0, 9.0), seed=1)
+    trials = read_mahnob(tmp_path)
+    feats = []
+    for t in trials:
+        f, p = welch(t.eeg, fs=t.rate_hz, nperseg=256)
+        feats.append(np.log(np.concatenate([p[:, (f >= 8) & (f <= 12)].mean(1), p[:, (f >= 18) & (f <= 26)].mean(1)])))
+    for target in ("arousal", "valence"):
+        y = np.array([t.ratings[target] >= 5 for t in trials])
+        assert 0.3 < y.mean() < 0.7
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+        acc = cross_val_score(model, np.array(feats), y, cv=5).mean()
+        assert acc > 0.7, (target, acc)
