@@ -171,6 +171,11 @@ def test_bdf_without_status_or_triggers(tmp_path):
     with pytest.raises(DataFormatError) as e:
         read_session_eeg(tmp_path / "onetrigger.bdf")
     _one_line(e, "onetrigger.bdf")
+    whole = (tmp_path / "onetrigger.bdf").read_bytes()
+    (tmp_path / "truncated.bdf").write_bytes(whole[:-RATE * 3])  # MNE alone would pad the last record with zeros
+    with pytest.raises(DataFormatError, match="truncated") as e:
+        read_session_eeg(tmp_path / "truncated.bdf")
+    _one_line(e, "truncated.bdf")
     (tmp_path / "junk.bdf").write_bytes(b"not a bdf")
     with pytest.raises(DataFormatError) as e:
         read_session_eeg(tmp_path / "junk.bdf")

@@ -214,14 +214,31 @@ def stimulus_samples(raw: mne.io.BaseRaw, path: Path) -> tuple[int, int]:
     return int(events[0, 0] - raw.first_samp), int(events[1, 0] - raw.first_samp)
 
 
+def _check_complete(path: Path) -> None:
+    """Stop on a ``.bdf`` shorter than its header declares (MNE would pad the missing records with zeros)."""
+    with path.open("rb") as f:
+        head = f.read(256)
+        try:
+            n_records, n_signals = int(head[236:244]), int(head[252:256])
+            f.seek(256 + 216 * n_signals)
+            per_record = sum(int(f.read(8)) for _ in range(n_signals))
+        except ValueError:
+            return  # not a BDF header: MNE reports it
+    want = 256 * (1 + n_signals) + 3 * per_record * n_records
+    have = path.stat().st_size
+    if n_records > 0 and have < want:
+        raise DataFormatError(f"{path}: truncated BDF file ({have} of the {want} bytes its header declares). Fix: "
+                              "re-download the session's .bdf.")
+
+
 def read_session_eeg(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], float]:
     """The stimulus segment of one ``.bdf``: ``(eeg (C, samples) float32 microvolts, channel names, rate Hz)`` with
     the file's EEG channels of :data:`MAHNOB_EEG_CHANNELS` (in that order) at the file's rate.
 
     Raises:
         DataFileNotFoundError: no such file.
-        DataFormatError: not a readable BDF, no ``Status`` channel, none of the EEG channels, fewer than two
-            triggers, or non-finite samples.
+        DataFormatError: not a readable BDF, truncated, no ``Status`` channel, none of the EEG channels, fewer
+            than two triggers, or non-finite samples.
     """
     import mne
 
@@ -229,6 +246,7 @@ def read_session_eeg(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
     if not path.is_file():
         raise DataFileNotFoundError(f"{path}: EEG .bdf not found. Fix: restore it from the download, or delete "
                                     "the session folder, or set skip_incomplete=True.")
+    _check_complete(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
