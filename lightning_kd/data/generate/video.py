@@ -56,7 +56,7 @@ def write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
             stream = container.add_stream("mjpeg", rate=rate)
             stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
             stream.pix_fmt = "yuvj444p"
-            stream.options = {"qmin": "1", "qmax": "2"}
+            stream.options = {"qmin": "1", "qmax": "1"}
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
