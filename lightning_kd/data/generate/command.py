@@ -19,6 +19,7 @@ from types import FrameType
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS
 from lightning_kd.data.generate.base import MODALITIES, SPLITS
+from lightning_kd.data.generate.deap import DEAP_DEFAULTS, write_deap
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs
 from lightning_kd.data.generate.mmsa import default_lengths, write_mmsa_pickle
 from lightning_kd.data.generate.mult import MULT_DEFAULTS, write_mult_pickle
@@ -100,7 +101,9 @@ def generate_cli(argv: list[str] | None = None) -> None:
     ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L]
     [--no-emotion F] [--several-emotions F] [--seed S]`` or
     ``lightning-kd generate multiview --out FILE [--layout cell|numbered] [--n N] [--dims D ..] [--clusters K]
-    [--zero-based] [--transpose] [--noise X] [--seed S]`` or ``lightning-kd generate mfeat --out DIR``;
+    [--zero-based] [--transpose] [--noise X] [--seed S]`` or ``lightning-kd generate mfeat --out DIR`` or
+    ``lightning-kd generate deap --out DIR [--subjects N] [--trials N] [--seconds S] [--video-subjects N]
+    [--missing-videos N] [--fps F] [--size PX] [--no-face-features] [--seed S]``;
     every one takes ``--force`` to replace an existing output."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -154,6 +157,24 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--transpose", action="store_true", help="store views as D x N")
     r.add_argument("--noise", type=float, default=1.0, help="noise multiplier (harder data above 1)")
     r.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("deap", parents=[force], help="DEAP folder (data_preprocessed_python/sNN.dat, face_video/, "
+                       "metadata_csv/participant_ratings.csv)")
+    d.add_argument("--out", required=True, type=Path, help="output folder (the DEAP root)")
+    d.add_argument("--subjects", type=int, default=DEAP_DEFAULTS["subjects"], help="participants 1..N (default 6)")
+    d.add_argument("--trials", type=int, default=DEAP_DEFAULTS["trials"], help="trials per participant (default 10; "
+                   "the published data: 40)")
+    d.add_argument("--seconds", type=float, default=DEAP_DEFAULTS["seconds"],
+                   help="stimulus seconds per trial after the 3 s baseline (default 60, as published)")
+    d.add_argument("--video-subjects", dest="video_subjects", type=int, default=None,
+                   help="participants 1..N have face videos (default: all but the last)")
+    d.add_argument("--missing-videos", dest="missing_videos", type=int, default=1,
+                   help="the first N video participants lack their last presented trial's video (default 1)")
+    d.add_argument("--fps", type=float, default=DEAP_DEFAULTS["fps"], help="video frame rate (default 5)")
+    d.add_argument("--size", type=int, default=DEAP_DEFAULTS["size"], help="frame height = width, multiple of 4 "
+                   "(default 32)")
+    d.add_argument("--no-face-features", dest="face_features", action="store_false",
+                   help="do not write face_features/sNN/sNN_trialMM.npz")
+    d.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -164,6 +185,9 @@ def generate_cli(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.format == "deap":
+        _run_deap(args)
+        return
     if args.format == "mfeat":
         if args.per_class < 1:
             raise _Stop(f"--per-class {args.per_class}: each class needs at least 1 sample. Fix: give --per-class >= 1")
@@ -217,3 +241,19 @@ def _run(args: argparse.Namespace) -> None:
     for split, ns in zip(SPLITS, args.n):
         shapes = ", ".join(f"{m} {(ns, lengths[i], args.dims[i])}" for i, m in enumerate(MODALITIES))
         print(f"  {split}: {shapes}, text_bert {(ns, 3, lengths[0])}")
+
+
+def _run_deap(args: argparse.Namespace) -> None:
+    from lightning_kd.data.formats.deap import DAT_DIR, RATINGS_CSV
+
+    if args.subjects < 1 or args.trials < 1:
+        raise _Stop(f"--subjects {args.subjects} --trials {args.trials}: need at least 1 of each. Fix: give values >= 1")
+    names = [f"{DAT_DIR}/s{s:02d}.dat" for s in range(1, args.subjects + 1)] + [RATINGS_CSV]
+    _refuse_overwrite(_targets(args.out, names), args.force)
+    folder = _write(lambda: write_deap(
+        args.out, subjects=args.subjects, trials=args.trials, seconds=args.seconds,
+        video_subjects=args.video_subjects, missing_videos=args.missing_videos, fps=args.fps, size=args.size,
+        seed=args.seed, face_features=args.face_features), args.out)
+    n_videos = sum(1 for _ in (folder / "face_video").rglob("*.avi"))
+    print(f"wrote {folder} (DEAP layout: {args.subjects} x data_preprocessed_python/sNN.dat with data "
+          f"({args.trials}, 40, {int(round((3 + args.seconds) * 128))}), {n_videos} face videos, {RATINGS_CSV})")

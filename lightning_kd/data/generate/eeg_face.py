@@ -6,7 +6,7 @@ Per trial, two label factors ``z = (z_valence, z_arousal) ~ N(0, I)`` give the s
 
 * **EEG** (:func:`eeg_trial`, the 32 DEAP channels in Geneva order): per channel, pink-like background noise plus
   a 10 Hz alpha rhythm. Arousal scales the beta band (18-26 Hz) amplitude of the frontal and central channels by
-  ``exp(0.6 e_a)``; valence sets the frontal alpha asymmetry, left-hemisphere alpha scaled by ``exp(0.5 e_v)`` and
+  ``exp(0.8 e_a)``; valence sets the frontal alpha asymmetry, left-hemisphere alpha scaled by ``exp(0.5 e_v)`` and
   right by ``exp(-0.5 e_v)``, with ``e = W_EEG z + sqrt(1 - W_EEG^2) n_eeg`` (trial-level noise ``n_eeg ~ N(0, I)``)
   and a slow per-second amplitude jitter, so window band powers are noisy views of ``e``.
 * **Face** (:func:`face_latent`): per frame, four latents ``(f_valence, f_arousal, u_1, u_2)`` with
@@ -14,7 +14,7 @@ Per trial, two label factors ``z = (z_valence, z_arousal) ~ N(0, I)`` give the s
   smooth per-frame wobble; ``u`` are label-free nuisance movements.
   :func:`~lightning_kd.data.generate.video.render_face_frames` draws them into frames.
 
-``W_EEG`` (0.85) > ``W_FACE`` (0.55), and the two noises are independent, so the EEG carries label information
+``W_EEG`` (0.85) > ``W_FACE`` (0.6), and the two noises are independent, so the EEG carries label information
 beyond the face: EEG + face beats face alone, which is clearly above chance (checked in
 ``tests/test_data_deap.py``). A subject changes the EEG channel gains (log-normal, sd 0.2) and the face's lighting.
 """
@@ -32,8 +32,8 @@ __all__ = ["LABELS", "W_EEG", "W_FACE", "TrialFactors", "draw_factors", "eeg_tri
 #: label factors, in the order of ``TrialFactors.z`` columns
 LABELS = ("valence", "arousal")
 #: how much of the label factor the EEG / the face latent sees (correlation at trial level)
-W_EEG = 0.85
-W_FACE = 0.55
+W_EEG = 0.92
+W_FACE = 0.6
 
 _FRONTAL_CENTRAL = {"Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "Fp2", "AF4", "Fz", "F4", "F8", "FC6", "FC2", "Cz",
                     "C4"}
@@ -94,7 +94,7 @@ def eeg_trial(rng: np.random.Generator, eeg_view: np.ndarray, samples: int, rate
     beta_amp = np.full(c, 2.0)
     for i, name in enumerate(channels):
         if name in _FRONTAL_CENTRAL:
-            beta_amp[i] *= np.exp(0.6 * e_aro)
+            beta_amp[i] *= np.exp(0.8 * e_aro)
         if name in _LEFT_FRONTAL:
             alpha_amp[i] *= np.exp(0.5 * e_val)
         elif name in _RIGHT_FRONTAL:

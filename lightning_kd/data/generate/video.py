@@ -24,7 +24,7 @@ from lightning_kd.io import atomic_write_binary
 __all__ = ["AMPLITUDE", "REGIONS", "frame_descriptor", "render_face_frames", "write_avi", "write_face_features"]
 
 #: grey levels per unit of latent
-AMPLITUDE = 28.0
+AMPLITUDE = 45.0
 #: latent index -> region of the face it acts on, as (row centre, column centre, radius) in units of the frame
 #: size; more latents than regions reuse them cyclically with the other colour channel
 REGIONS: tuple[tuple[float, float, float], ...] = (
@@ -56,7 +56,7 @@ def write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
             stream = container.add_stream("mjpeg", rate=rate)
             stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
             stream.pix_fmt = "yuvj444p"
-            stream.options = {"qmin": "1", "qmax": "2"}
+            stream.options = {"qmin": "1", "qmax": "1"}
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
@@ -80,7 +80,7 @@ def _template(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_face_frames(latent: np.ndarray, rng: np.random.Generator, size: int = 32, noise: float = 6.0,
-                       lighting: float = 12.0) -> np.ndarray:
+                       lighting: float = 8.0) -> np.ndarray:
     """Face frames ``(T, size, size, 3)`` uint8 whose regions follow ``latent`` ``(T, K)`` (see the module doc).
 
     Args:
