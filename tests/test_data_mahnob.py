@@ -263,7 +263,7 @@ def test_face_from_the_video_through_a_tiny_backbone(small, tmp_path):
 @pytest.mark.slow
 def test_label_signal_in_the_eeg(tmp_path):
     """Trial-level log alpha / beta band powers of the read EEG predict both binary ratings well above chance (the
-    face carries the label only partly by design, W_FACE = 0.55: about 0.69 at best per trial)."""
+    face carries the label only partly by design, through W_FACE: a weaker trial-level view)."""
     from scipy.signal import welch
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
