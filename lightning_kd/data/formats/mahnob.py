@@ -15,17 +15,16 @@ tagging", IEEE TAC 3(1), 2012; the download's ``Sessions.zip``):
   and the trigger channel ``Status``.
 - ``P<subject>-Rec1-<date>_C1 trigger _C_Section_<cutNr>.avi``: the frontal colour camera (the one
   ``session.xml`` marks ``color="1"``; the folder holds other, grey-level views too).
+- ``face_features.npz`` (this project's per-session face feature file, not part of the download; layout in
+  :mod:`lightning_kd.data.formats.video`): written by ``lightning-kd generate mahnob``; for the real data set,
+  extract it from the colour video yourself or use ``face_features: backbone``.
 
 Stimulus segment: each ``.bdf`` holds 30 s of signal before the stimulus and 30 s after it; the ``Status``
 channel's trigger bits (the low 16 bits; BioSemi keeps amplifier status in the high byte) mark stimulus
 onset (first event, at 30 s) and stimulus end (second event). The segment kept is the samples
-``[onset, end)``, as TorchEEG's ``MAHNOBDataset`` cuts it (``events[0]`` .. ``events[1]`` of
-``mne.find_events(raw, stim_channel='Status')``). The face video starts at stimulus onset, so its time 0 is the
-first sample of the segment.
-
-- ``face_features.npz`` (this project's per-session face feature file, not part of the download; layout in
-  :mod:`lightning_kd.data.formats.video`): written by ``lightning-kd generate mahnob``; for the real data set,
-  extract it from the colour video yourself or use ``face_features: backbone``.
+``[onset, end)``, between the two events TorchEEG's ``MAHNOBDataset`` cuts at (``events[0]``, ``events[1]`` of
+``mne.find_events(raw, stim_channel='Status')``; it keeps ``events[0] + 1 .. events[1] - 1``); a public reader measured the first edge at exactly 30.000 s in
+every file. The colour video is taken to start at stimulus onset (its time 0 = the segment's first sample).
 
 EEG is read with MNE (``mne.io.read_raw_bdf``, ``stim_channel='Status'``), in microvolts, cut at 256 Hz and
 returned at the file's rate; :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule` resamples the cut

@@ -1,8 +1,8 @@
 """Writer of the MAHNOB-HCI ``Sessions/`` layout (read by :mod:`lightning_kd.data.formats.mahnob`).
 
-Per subject ``s`` and stimulus ``k`` two sessions, numbered as in the download (``sessionId = 130 (s - 1) + cutNr``):
-the neutral clip (``cutNr = 2k - 1``, ``isStim="0"``, no ratings, a short ``Part_<s>_N_Trial<k>_emotion.bdf``)
-and the stimulus (``cutNr = 2k``, ``isStim="1"``, ratings ``feltArsl feltVlnc feltCtrl feltPred`` on 1..9,
+Sessions are numbered as in the download (``sessionId = 130 (s - 1) + cutNr`` for subject ``s``). Per stimulus
+``k`` the download has the neutral clip (``cutNr = 2k - 1``, ``isStim="0"``, no ratings,
+``Part_<s>_N_Trial<k>_emotion.bdf``; written here for ``k = 1`` only, a 5 s clip) and the stimulus (``cutNr = 2k``, ``isStim="1"``, ratings ``feltArsl feltVlnc feltCtrl feltPred`` on 1..9,
 ``Part_<s>_S_Trial<k>_emotion.bdf`` and the frontal colour camera
 ``P<s>-Rec1-<date>_C1 trigger _C_Section_<cutNr>.avi``, and this project's ``face_features.npz``).
 
@@ -40,7 +40,7 @@ __all__ = ["BASELINE_S", "BDF_CHANNELS", "PULSE_SAMPLES", "TRIGGER_CODE", "bdf_n
 
 #: seconds of signal before the stimulus and (at least) after it
 BASELINE_S = 30
-#: the trigger value of the onset and end pulses (the trigger bits of the real files take one non-zero value)
+#: the trigger value of the onset and end pulses (a public reader found the real files' trigger bits in {0, 268})
 TRIGGER_CODE = 268
 #: length of each trigger pulse in samples
 PULSE_SAMPLES = 4
