@@ -384,7 +384,8 @@ def test_backbone_features_and_cache(deap_root: Path, tmp_path: Path) -> None:
     assert dm.feature_dims == {"face": 512} and dm.seq_lens == {"face": 5}
     again = _dm(deap_root, **kw)
     same = _quiet_splits(again)
-    assert again._backbone.encoded == 0 and again._backbone._model is None  # every video a hit; no model built
+    assert again._backbone.encoded == 0 and again._backbone.hits == n_videos  # every video a hit ...
+    assert again._backbone._model is None  # ... and no model built
     assert torch.equal(same["train"].inputs["face"], splits["train"].inputs["face"])
 
     import timm

@@ -40,7 +40,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_kd.checkpoint import ConfigError, DataFormatError
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
@@ -303,6 +303,8 @@ class EEGFaceDataModule(InMemoryDataModule):
                 part["face"].append(face)
             part["y"].append(np.full(n_win, y, dtype=np.int64))
             part["ids"] += [f"s{trial.subject:02d}_t{trial.trial:02d}_w{w:02d}" for w in range(n_win)]
+        if self._backbone is not None:
+            rank_zero_info(self._backbone.summary())
         arrays = {s: {m: np.concatenate(p[m]) if p[m] else None for m in self.inputs} for s, p in parts.items()}
         if self.standardize:
             self._standardize(arrays)
