@@ -282,3 +282,15 @@ def test_label_signal_in_the_eeg(tmp_path):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
         acc = cross_val_score(model, np.array(feats), y, cv=5).mean()
         assert acc > 0.7, (target, acc)
+
+
+def test_datamodule_takes_every_base_option_with_the_base_default():
+    import inspect
+
+    from lightning_kd.data.eeg_face_data import EEGFaceDataModule
+
+    base = inspect.signature(EEGFaceDataModule.__init__).parameters
+    mine = inspect.signature(MAHNOBDataModule.__init__).parameters
+    assert [n for n in mine if n in base] == list(base)
+    assert all(mine[n].default == p.default for n, p in base.items())
+    assert set(mine) - set(base) == {"skip_incomplete"}
