@@ -57,7 +57,8 @@ class Py2Pickler(pickle._Pickler):
         n = len(obj)
         if n >= 2**31:
             raise ValueError(f"a Python 2 string holds at most 2**31 - 1 bytes, got {n}")
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
         self.memoize(obj)
 
     dispatch = pickle._Pickler.dispatch.copy()
