@@ -428,7 +428,7 @@ def test_missing_backbone_weights_name_the_option(deap_root: Path, tmp_path: Pat
     assert "of the timm model 'resnet10t'" in _one_line(e, wrong)
 
 
-# -- the command ---------------------------------------------------------------------------------------------------------
+# -- the command -------------------------------------------------------------------------------------------------------
 def test_generate_deap_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "DEAP"
     args = ["deap", "--out", str(out), "--subjects", "2", "--trials", "3", "--seconds", "4", "--seed", "1"]
@@ -444,7 +444,7 @@ def test_generate_deap_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
         generate_cli(["deap", "--out", str(tmp_path / "y"), "--size", "30"])
 
 
-# -- the property the method needs ---------------------------------------------------------------------------------------
+# -- the property the method needs -------------------------------------------------------------------------------------
 def _window_features(split) -> dict[str, np.ndarray]:
     from scipy.signal import welch
 

@@ -83,7 +83,8 @@ def assign_splits(trials: Sequence[tuple[int, int]], protocol: str, n_folds: int
 
 
 def window_times(n_windows: int, window_s: float, frames_per_window: int) -> np.ndarray:
-    """``(n_windows * F,)`` seconds from the stimulus start: window ``w``, frame ``k`` at ``(w + (k + .5) / F) window_s``."""
+    """``(n_windows * F,)`` seconds from the stimulus start; window ``w``, frame ``k`` at
+    ``(w + (k + 0.5) / F) window_s``."""
     w = np.arange(n_windows)[:, None]
     k = np.arange(frames_per_window)[None, :]
     return ((w + (k + 0.5) / frames_per_window) * window_s).reshape(-1)

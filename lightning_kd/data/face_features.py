@@ -50,7 +50,8 @@ def build_backbone(name: str, weights: str | Path | None, seed: int = 0) -> torc
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{path}: video backbone weights not found ({'a directory' if path.is_dir() else 'no such file'}). "
+            hint = "a directory" if path.is_dir() else "no such file"
+            raise WeightsError(f"{path}: video backbone weights not found ({hint}). "
                                f"Fix: set {WEIGHTS_OPTION} to a local weights file for {name!r} (nothing is "
                                "downloaded), or null for random weights (tests only).")
         try:
@@ -66,7 +67,8 @@ def build_backbone(name: str, weights: str | Path | None, seed: int = 0) -> torc
             what = f"lacks {len(missing)} tensors (e.g. {missing[0]!r})" if missing else \
                 f"has {len(wrong)} tensors of another shape (e.g. {wrong[0]!r})"
             raise WeightsError(f"{path}: {what} of the timm model {name!r}. Fix: set {WEIGHTS_OPTION} to weights of "
-                               "this architecture, or data.init_args.video_backbone to the architecture of these weights.")
+                               "this architecture, or data.init_args.video_backbone to the architecture of these "
+                               "weights.")
         model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -187,7 +187,8 @@ def read_deap(root: str | Path, subjects: Sequence[int] | None = None) -> list[E
 
 
 class DEAPDataModule(EEGFaceDataModule):
-    """DEAP as downloaded (module doc), windowed and split by :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
+    """DEAP as downloaded (module doc), windowed and split by
+    :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
 
     Args:
         root: the folder holding ``data_preprocessed_python/``, ``face_video/`` and ``metadata_csv/``.

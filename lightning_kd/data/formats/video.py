@@ -123,7 +123,8 @@ def read_frames(path: str | Path, times_s: np.ndarray) -> np.ndarray:
 def read_face_features(path: str | Path) -> tuple[np.ndarray, float]:
     """``(features (n_frames, D) float32, fps)`` of a per-trial face feature file (see the module doc)."""
     path = Path(path)
-    fix = "regenerate it (`lightning-kd generate deap|mahnob`) or write `features` (n_frames, D) and `fps` with np.savez"
+    fix = ("regenerate it (`lightning-kd generate deap|mahnob`) or write `features` (n_frames, D) and `fps` with "
+           "np.savez")
     if not path.is_file():
         raise DataFileNotFoundError(f"{path}: face feature file not found. Fix: {fix}, or use face_features: backbone.")
     try:

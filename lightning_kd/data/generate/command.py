@@ -160,11 +160,13 @@ def generate_cli(argv: list[str] | None = None) -> None:
     d = sub.add_parser("deap", parents=[force], help="DEAP folder (data_preprocessed_python/sNN.dat, face_video/, "
                        "metadata_csv/participant_ratings.csv)")
     d.add_argument("--out", required=True, type=Path, help="output folder (the DEAP root)")
-    d.add_argument("--subjects", type=int, default=DEAP_DEFAULTS["subjects"], help="participants 1..N (default 6)")
-    d.add_argument("--trials", type=int, default=DEAP_DEFAULTS["trials"], help="trials per participant (default 10; "
-                   "the published data: 40)")
+    d.add_argument("--subjects", type=int, default=DEAP_DEFAULTS["subjects"],
+                   help="participants 1..N (default 8; published: 32)")
+    d.add_argument("--trials", type=int, default=DEAP_DEFAULTS["trials"], help="trials per participant (default 20; "
+                   "published: 40)")
     d.add_argument("--seconds", type=float, default=DEAP_DEFAULTS["seconds"],
-                   help="stimulus seconds per trial after the 3 s baseline (default 60, as published)")
+                   help="stimulus seconds per trial after the 3 s baseline (default 20; published: 60, i.e. 8064 "
+                   "samples)")
     d.add_argument("--video-subjects", dest="video_subjects", type=int, default=None,
                    help="participants 1..N have face videos (default: all but the last)")
     d.add_argument("--missing-videos", dest="missing_videos", type=int, default=1,
@@ -247,7 +249,8 @@ def _run_deap(args: argparse.Namespace) -> None:
     from lightning_kd.data.formats.deap import DAT_DIR, RATINGS_CSV
 
     if args.subjects < 1 or args.trials < 1:
-        raise _Stop(f"--subjects {args.subjects} --trials {args.trials}: need at least 1 of each. Fix: give values >= 1")
+        raise _Stop(f"--subjects {args.subjects} --trials {args.trials}: need at least 1 of each. Fix: give values "
+                    ">= 1")
     names = [f"{DAT_DIR}/s{s:02d}.dat" for s in range(1, args.subjects + 1)] + [RATINGS_CSV]
     _refuse_overwrite(_targets(args.out, names), args.force)
     folder = _write(lambda: write_deap(
