@@ -483,3 +483,18 @@ def test_eeg_carries_label_information_beyond_the_face(signal_root: Path, target
     face, both, majority = (float(np.mean(v)) for v in (acc["face"], acc["eeg+face"], chance))
     print(f"{target}: eeg+face {both:.3f}, face {face:.3f}, majority {majority:.3f}")
     assert face > majority + 0.08 and both > face + 0.05, (both, face, majority)
+
+
+def test_data_contract_for_cdgkd_stages(deap_root: Path) -> None:
+    from lightning_kd.checkpoint import DataMismatchError
+    from lightning_kd.data.contract import DataNeeds, check_data
+
+    teacher = DataNeeds(inputs=("eeg", "face"), targets=("binary",))
+    dm = _dm(deap_root)
+    _quiet_splits(dm)
+    check_data(teacher, dm, "CDGKD teacher")
+    check_data(DataNeeds(inputs=("face",), targets=("binary",)), dm, "CDGKD student")
+    face_only = _dm(deap_root, inputs=["face"])
+    _quiet_splits(face_only)
+    with pytest.raises(DataMismatchError, match="missing: eeg"):
+        check_data(teacher, face_only, "CDGKD teacher")
