@@ -200,19 +200,23 @@ def test_resampling_to_128_hz() -> None:
 
 
 # -- splits ----------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("protocol", ["subject_dependent", "subject_independent"])
+@pytest.mark.parametrize("protocol, valid_by", [("subject_dependent", "trials"), ("subject_independent", "trials"),
+                                               ("subject_independent", "subjects")])
 @pytest.mark.parametrize("fold", [0, 1, 2])
-def test_splits_never_leak_a_trial(deap_root: Path, protocol: str, fold: int) -> None:
-    dm = _dm(deap_root, protocol=protocol, fold=fold, inputs=["eeg"])
+def test_splits_never_leak_a_trial(deap_root: Path, protocol: str, valid_by: str, fold: int) -> None:
+    dm = _dm(deap_root, protocol=protocol, fold=fold, inputs=["eeg"], valid_by=valid_by)
     splits = dm.splits
     by_split = {name: {sid[:7] for sid in s.ids} for name, s in splits.items()}
     assert by_split["train"].isdisjoint(by_split["valid"]) and by_split["train"].isdisjoint(by_split["test"])
     assert by_split["valid"].isdisjoint(by_split["test"])
     assert sum(map(len, by_split.values())) == SUBJECTS * TRIALS
     subjects = {name: {k[:3] for k in keys} for name, keys in by_split.items()}
-    if protocol == "subject_independent":
-        assert subjects["train"].isdisjoint(subjects["test"]) and subjects["train"].isdisjoint(subjects["valid"])
-        assert subjects["valid"].isdisjoint(subjects["test"])
+    if protocol == "subject_independent":  # no test subject in train or valid
+        assert subjects["train"].isdisjoint(subjects["test"]) and subjects["valid"].isdisjoint(subjects["test"])
+        if valid_by == "subjects":
+            assert subjects["train"].isdisjoint(subjects["valid"])
+        else:  # validation trials of every training subject
+            assert subjects["valid"] == subjects["train"]
     else:
         assert subjects["train"] == subjects["valid"] == subjects["test"] == {"s01", "s02", "s03", "s04"}
     assert {f"s{s:02d}_t{t:02d}" for s, t in dm.split_trials("test")} == by_split["test"]
@@ -220,16 +224,21 @@ def test_splits_never_leak_a_trial(deap_root: Path, protocol: str, fold: int) ->
 
 def test_split_assignment_is_deterministic_and_documented() -> None:
     keys = [(s, t) for s in range(1, 7) for t in range(1, 11)]
-    a = assign_splits(keys, "subject_independent", 3, 0, split_seed=0)
-    assert a == assign_splits(list(reversed(keys)), "subject_independent", 3, 0, split_seed=0)
-    perm = np.random.default_rng(0).permutation(np.arange(1, 7))
-    groups = np.array_split(perm, 3)
+    a = assign_splits(keys, "subject_independent", 3, 0, split_seed=0, valid_by="subjects")
+    assert a == assign_splits(list(reversed(keys)), "subject_independent", 3, 0, split_seed=0, valid_by="subjects")
+    groups = np.array_split(np.random.default_rng(0).permutation(np.arange(1, 7)), 3)
     assert {s for (s, _), v in a.items() if v == "test"} == set(groups[0].tolist())
     assert {s for (s, _), v in a.items() if v == "valid"} == set(groups[1].tolist())
-    assert a != assign_splits(keys, "subject_independent", 3, 0, split_seed=1)
-    folds = [assign_splits(keys, "subject_dependent", 5, f) for f in range(5)]
-    for k in keys:  # every trial is tested in exactly one fold
-        assert sum(f[k] == "test" for f in folds) == 1
+    assert a != assign_splits(keys, "subject_independent", 3, 0, split_seed=1, valid_by="subjects")
+    b = assign_splits(keys, "subject_independent", 3, 0)  # valid_by trials: the same test subjects
+    assert {k for k, v in b.items() if v == "test"} == {k for k, v in a.items() if v == "test"}
+    s = int(groups[1][0])
+    valid = {t for (ss, t), v in b.items() if ss == s and v == "valid"}
+    assert valid == set(np.array_split(np.random.default_rng([0, s]).permutation(np.arange(1, 11)), 3)[0].tolist())
+    for protocol in ("subject_dependent", "subject_independent"):
+        folds = [assign_splits(keys, protocol, 3, f) for f in range(3)]
+        for k in keys:  # every trial is tested in exactly one fold
+            assert sum(f[k] == "test" for f in folds) == 1
 
 
 # -- missing videos ----------------------------------------------------------------------------------------------------
@@ -366,7 +375,8 @@ def test_base_refuses_missing_channels_ratings_and_short_trials() -> None:
 
 
 @pytest.mark.parametrize("kw", [{"target": "dominance"}, {"protocol": "loso"}, {"n_folds": 2}, {"fold": 3},
-                                {"inputs": ["eeg", "audio"]}, {"face_features": "r3d"}, {"window_s": 0}])
+                                {"inputs": ["eeg", "audio"]}, {"face_features": "r3d"}, {"window_s": 0},
+                                {"valid_by": "windows"}])
 def test_bad_options_are_config_errors(kw: dict) -> None:
     with pytest.raises(ConfigError) as e:
         DEAPDataModule("nowhere", **{"n_folds": 3, **kw})
@@ -473,3 +483,18 @@ def test_eeg_carries_label_information_beyond_the_face(signal_root: Path, target
     face, both, majority = (float(np.mean(v)) for v in (acc["face"], acc["eeg+face"], chance))
     print(f"{target}: eeg+face {both:.3f}, face {face:.3f}, majority {majority:.3f}")
     assert face > majority + 0.08 and both > face + 0.05, (both, face, majority)
+
+
+def test_data_contract_for_cdgkd_stages(deap_root: Path) -> None:
+    from lightning_kd.checkpoint import DataMismatchError
+    from lightning_kd.data.contract import DataNeeds, check_data
+
+    teacher = DataNeeds(inputs=("eeg", "face"), targets=("binary",))
+    dm = _dm(deap_root)
+    _quiet_splits(dm)
+    check_data(teacher, dm, "CDGKD teacher")
+    check_data(DataNeeds(inputs=("face",), targets=("binary",)), dm, "CDGKD student")
+    face_only = _dm(deap_root, inputs=["face"])
+    _quiet_splits(face_only)
+    with pytest.raises(DataMismatchError, match="missing: eeg"):
+        check_data(teacher, face_only, "CDGKD teacher")

@@ -19,10 +19,13 @@ A subclass implements :meth:`EEGFaceDataModule.read_trials` (its reader's list o
   (pinned: every run seed is scored on the same split):
 
   - ``subject_independent``: the subjects (sorted ids) are permuted by ``numpy.random.default_rng(split_seed)`` and
-    cut into ``n_folds`` near-equal groups (:func:`numpy.array_split`); test = group ``fold``, valid = group
-    ``(fold + 1) % n_folds`` (subjects outside the test fold), train = the others. No subject is in two splits.
+    cut into ``n_folds`` near-equal groups (:func:`numpy.array_split`); test = the subjects of group ``fold``.
+    Validation comes from the other (training) subjects: ``valid_by: trials`` (default) = per training subject, the
+    trials of group ``fold`` of its trials cut as below (more subjects left to train on); ``valid_by: subjects`` =
+    the subjects of group ``(fold + 1) % n_folds``. No test subject is in train or valid.
   - ``subject_dependent``: per subject ``s``, its trials (sorted ids) are permuted by
-    ``default_rng([split_seed, s])`` and cut the same way; every subject is in every split, no trial in two.
+    ``default_rng([split_seed, s])`` and cut into ``n_folds`` groups; test = group ``fold``, valid = group
+    ``(fold + 1) % n_folds``, train = the others. Every subject is in every split, no trial in two.
 
 * **Standardisation** (``standardize``): per EEG channel and per face feature, mean / std of the training split
   applied to every split (no statistic of valid / test data is used).
@@ -48,37 +51,49 @@ from lightning_kd.data.eeg_face import EEG_CHANNELS_28, EEG_RATE_HZ, EEGFaceTria
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
-__all__ = ["FACE_SOURCES", "INPUTS", "PROTOCOLS", "TARGETS", "EEGFaceDataModule", "assign_splits", "window_times"]
+__all__ = ["FACE_SOURCES", "INPUTS", "PROTOCOLS", "TARGETS", "VALID_BY", "EEGFaceDataModule", "assign_splits", "window_times"]
 
 PROTOCOLS = ("subject_dependent", "subject_independent")
 TARGETS = ("arousal", "valence")
 INPUTS = ("eeg", "face")
 FACE_SOURCES = ("file", "backbone")
+VALID_BY = ("trials", "subjects")
 RATING_RANGE = (1.0, 9.0)
 
 
-def _fold_groups(units: Sequence[int], n_folds: int, rng: np.random.Generator, fold: int) -> dict[int, str]:
+def _fold_groups(units: Sequence[int], n_folds: int, rng: np.random.Generator, test: int,
+                 valid: int | None) -> dict[int, str]:
+    """Units permuted by ``rng``, cut into ``n_folds`` groups: group ``test`` -> test, ``valid`` -> valid, rest train."""
     perm = rng.permutation(np.asarray(sorted(units)))
     groups = np.array_split(perm, n_folds)
     out = {int(u): "train" for u in perm}
-    out.update({int(u): "test" for u in groups[fold]})
-    out.update({int(u): "valid" for u in groups[(fold + 1) % n_folds]})
+    out.update({int(u): "test" for u in groups[test]})
+    if valid is not None:
+        out.update({int(u): "valid" for u in groups[valid]})
     return out
 
 
 def assign_splits(trials: Sequence[tuple[int, int]], protocol: str, n_folds: int, fold: int,
-                  split_seed: int = 0) -> dict[tuple[int, int], str]:
+                  split_seed: int = 0, valid_by: str = "trials") -> dict[tuple[int, int], str]:
     """``(subject, trial) -> "train" | "valid" | "test"`` by the rule of ``protocol`` (see the module doc)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r} is unknown. Fix: set data.init_args.protocol to one of {PROTOCOLS}.")
     keys = sorted(set(trials))
-    if protocol == "subject_independent":
-        by_subject = _fold_groups({s for s, _ in keys}, n_folds, np.random.default_rng(split_seed), fold)
-        return {k: by_subject[k[0]] for k in keys}
-    out: dict[tuple[int, int], str] = {}
-    for s in sorted({s for s, _ in keys}):
-        mine = _fold_groups([t for ss, t in keys if ss == s], n_folds, np.random.default_rng([split_seed, s]), fold)
-        out.update({(s, t): split for t, split in mine.items()})
+    subjects = sorted({s for s, _ in keys})
+    nxt = (fold + 1) % n_folds
+
+    def trial_groups(s: int, valid: int | None) -> dict[int, str]:  # subject s's trials cut into n_folds groups
+        mine = [t for ss, t in keys if ss == s]
+        return _fold_groups(mine, n_folds, np.random.default_rng([split_seed, s]), fold, valid)
+
+    if protocol == "subject_dependent":
+        return {(s, t): split for s in subjects for t, split in trial_groups(s, nxt).items()}
+    by_subject = _fold_groups(subjects, n_folds, np.random.default_rng(split_seed), fold,
+                              nxt if valid_by == "subjects" else None)
+    out = {k: by_subject[k[0]] for k in keys}
+    if valid_by == "trials":  # group `fold` of each training subject's trials validates
+        for s in (s for s in subjects if by_subject[s] == "train"):
+            out.update({(s, t): "valid" if split == "test" else "train" for t, split in trial_groups(s, None).items()})
     return out
 
 
@@ -99,7 +114,8 @@ class EEGFaceDataModule(InMemoryDataModule):
         target: ``arousal`` or ``valence``; ``threshold``: a rating ``>= threshold`` is class 1.
         protocol: ``subject_independent`` (leave-subjects-out folds) or ``subject_dependent`` (per subject, its
             trials split); ``n_folds`` (>= 3) groups, ``fold`` = the test group, the next group is validation;
-            ``split_seed`` fixes the assignment.
+            ``split_seed`` fixes the assignment; ``valid_by`` (subject_independent): validation trials of the
+            training subjects (``trials``) or whole subjects (``subjects``).
         channels: EEG channel names, in the order given; ``None`` = the 28 of CDGKD.
         window_s: window length in seconds (non-overlapping); ``frames_per_window``: face frames per window.
         inputs: the inputs batches carry, from ``eeg``, ``face``.
@@ -123,6 +139,7 @@ class EEGFaceDataModule(InMemoryDataModule):
         n_folds: int = 5,
         fold: int = 0,
         split_seed: int = 0,
+        valid_by: str = "trials",
         channels: list[str] | None = None,
         window_s: float = 4.0,
         frames_per_window: int = 5,
@@ -154,6 +171,8 @@ class EEGFaceDataModule(InMemoryDataModule):
         bad = [m for m in inputs if m not in INPUTS]
         if bad or not inputs:
             raise ConfigError(f"inputs {list(inputs)}: need a non-empty subset of {INPUTS}. Fix: set {opt}inputs.")
+        if valid_by not in VALID_BY:
+            raise ConfigError(f"valid_by {valid_by!r} is unknown. Fix: set {opt}valid_by to one of {VALID_BY}.")
         if face_features not in FACE_SOURCES:
             raise ConfigError(f"face_features {face_features!r} is unknown. Fix: set {opt}face_features to one of "
                               f"{FACE_SOURCES}.")
@@ -164,6 +183,7 @@ class EEGFaceDataModule(InMemoryDataModule):
         self.subjects = None if subjects is None else [int(s) for s in subjects]
         self.target, self.threshold = target, float(threshold)
         self.protocol, self.n_folds, self.fold, self.split_seed = protocol, int(n_folds), int(fold), int(split_seed)
+        self.valid_by = valid_by
         self.channels = tuple(EEG_CHANNELS_28 if channels is None else channels)
         self.window_s, self.frames_per_window = float(window_s), int(frames_per_window)
         self.inputs = tuple(inputs)
@@ -278,7 +298,7 @@ class EEGFaceDataModule(InMemoryDataModule):
     def load_splits(self) -> dict[str, SplitTensors]:
         trials = self.select_trials(self.read_trials())
         self.trial_splits = assign_splits([(t.subject, t.trial) for t in trials], self.protocol, self.n_folds,
-                                          self.fold, self.split_seed)
+                                          self.fold, self.split_seed, self.valid_by)
         parts: dict[str, dict[str, list]] = {s: {"eeg": [], "face": [], "y": [], "ids": []} for s in SPLITS}
         face_dim: tuple[int, object] | None = None
         spw = self.window_samples

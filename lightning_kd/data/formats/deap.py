@@ -206,6 +206,7 @@ class DEAPDataModule(EEGFaceDataModule):
         n_folds: int = 5,
         fold: int = 0,
         split_seed: int = 0,
+        valid_by: str = "trials",
         channels: list[str] | None = None,
         window_s: float = 4.0,
         frames_per_window: int = 5,
@@ -225,10 +226,10 @@ class DEAPDataModule(EEGFaceDataModule):
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
     ) -> None:
-        super().__init__(root, subjects, target, threshold, protocol, n_folds, fold, split_seed, channels, window_s,
-                         frames_per_window, inputs, video_trials_only, face_features, video_backbone, video_weights,
-                         video_input_size, video_device, cache_dir, standardize, batch_size, seed, predict_split,
-                         eval_batch_size, train_missing, eval_missing)
+        super().__init__(root, subjects, target, threshold, protocol, n_folds, fold, split_seed, valid_by, channels,
+                         window_s, frames_per_window, inputs, video_trials_only, face_features, video_backbone,
+                         video_weights, video_input_size, video_device, cache_dir, standardize, batch_size, seed,
+                         predict_split, eval_batch_size, train_missing, eval_missing)
 
     def read_trials(self) -> list[EEGFaceTrial]:
         return read_deap(self.root, self.subjects)
