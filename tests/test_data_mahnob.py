@@ -78,7 +78,7 @@ def _marked_layout(root: Path, subjects: int = 3, sessions: int = 1, seconds: fl
 
 def test_datamodule_resamples_the_cut_stimulus_to_128_hz_by_channel_name(tmp_path):
     _marked_layout(tmp_path)
-    dm = MAHNOBDataModule(str(tmp_path), inputs=["eeg"], standardize=False, n_folds=3, batch_size=4)
+    dm = MAHNOBDataModule(str(tmp_path), inputs=["eeg"], standardize=False, n_folds=3, valid_by="subjects", batch_size=4)
     rows = [MAHNOB_EEG_CHANNELS.index(c) for c in EEG_CHANNELS_28]
     t = np.arange(2 * 512) / 128
     want = np.stack([20.0 * np.sin(2 * np.pi * (3 + r) * t) for r in rows]).reshape(28, 2, 512).transpose(1, 0, 2)
@@ -231,7 +231,7 @@ def test_generator_is_seeded(tmp_path):
 
 @pytest.mark.parametrize("protocol", ["subject_dependent", "subject_independent"])
 def test_datamodule_batches_and_leak_free_splits(small, protocol):
-    dm = MAHNOBDataModule(str(small), protocol=protocol, n_folds=3, batch_size=4)
+    dm = MAHNOBDataModule(str(small), protocol=protocol, n_folds=3, valid_by="subjects", batch_size=4)
     batch = next(iter(dm.train_dataloader()))
     assert batch.inputs["eeg"].shape == (4, 28, 512) and batch.inputs["face"].shape[:2] == (4, 5)
     assert dm.feature_dims == {"eeg": 28, "face": batch.inputs["face"].shape[-1]}

@@ -340,6 +340,7 @@ class MAHNOBDataModule(EEGFaceDataModule):
         n_folds: int = 5,
         fold: int = 0,
         split_seed: int = 0,
+        valid_by: str = "trials",
         channels: list[str] | None = None,
         window_s: float = 4.0,
         frames_per_window: int = 5,
@@ -360,10 +361,14 @@ class MAHNOBDataModule(EEGFaceDataModule):
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
     ) -> None:
-        super().__init__(root, subjects, target, threshold, protocol, n_folds, fold, split_seed, channels, window_s,
-                         frames_per_window, inputs, video_trials_only, face_features, video_backbone, video_weights,
-                         video_input_size, video_device, cache_dir, standardize, batch_size, seed, predict_split,
-                         eval_batch_size, train_missing, eval_missing)
+        super().__init__(root=root, subjects=subjects, target=target, threshold=threshold, protocol=protocol,
+                         n_folds=n_folds, fold=fold, split_seed=split_seed, valid_by=valid_by, channels=channels,
+                         window_s=window_s, frames_per_window=frames_per_window, inputs=inputs,
+                         video_trials_only=video_trials_only, face_features=face_features,
+                         video_backbone=video_backbone, video_weights=video_weights, video_input_size=video_input_size,
+                         video_device=video_device, cache_dir=cache_dir, standardize=standardize, batch_size=batch_size,
+                         seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
+                         train_missing=train_missing, eval_missing=eval_missing)
         self.skip_incomplete = bool(skip_incomplete)
 
     def read_trials(self) -> list[EEGFaceTrial]:
