@@ -15,7 +15,9 @@ trains without the extra terms, as in PMR).
 A module that works with this callback implements :class:`Rebalanceable`. The callback's state (the current
 coefficients) is saved in checkpoints, so a resumed run continues with the coefficients it had; they are logged
 every epoch as ``rebalance/<modality>``, with each modality's mean true-class probability as
-``rebalance/p_<modality>``. Sums are all-reduced across DDP ranks before the rule is applied.
+``rebalance/p_<modality>``. A module that reports no modality (a one-modality model, e.g. a CDGKD student) is
+left alone, so one run policy can carry the callback for every stage of a chain. Sums are all-reduced across
+DDP ranks before the rule is applied.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ class ModalityRebalancing(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         module = self._module(pl_module)
         module.reset_true_class_probs()
-        module.set_rebalance_coefficients(dict(self.coefficients))
+        if module.true_class_prob_sums():  # inert on a one-modality model
+            module.set_rebalance_coefficients(dict(self.coefficients))
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # validation at the end of a training epoch runs before on_train_epoch_end, and a checkpoint may be
@@ -107,6 +110,8 @@ class ModalityRebalancing(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._update(trainer, pl_module)
+        if not self._module(pl_module).true_class_prob_sums():
+            return
         for m in self.modalities:
             pl_module.log(f"rebalance/{m}", self.coefficients[m], on_epoch=True)
             if m in self._mean_prob:
@@ -119,6 +124,8 @@ class ModalityRebalancing(Callback):
         self._updated_epoch = trainer.current_epoch
         module = self._module(pl_module)
         acc = module.true_class_prob_sums()
+        if not acc:  # a one-modality model (e.g. a CDGKD student) has nothing to rebalance: the callback is inert
+            return
         missing = [m for m in self.modalities if m not in acc]
         if missing:
             raise ConfigError(f"ModalityRebalancing: {type(pl_module).__name__} reports modalities {sorted(acc)}, "
