@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -76,31 +77,22 @@ def tiny_module_kwargs(**overrides: object) -> dict[str, object]:
     return kw
 
 
-# -- the several-teachers API (lightning_kd.distill.teacher, built in parallel): a stand-in for these tests ----
-def install_teacher_shim(monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
-    """Give TeacherMixin ``init_teachers`` / ``teachers`` / ``teachers_forward`` when it lacks them, holding
-    teachers set by :func:`set_teachers` (loading checkpoints is the real API's job, not tested here)."""
-    from lightning_kd.distill.teacher import TeacherMixin
+def save_tiny(path: Path, role: str = "teacher", seed: int = 0, logit_scale: float = 1.0, **overrides: object) -> Path:
+    """Write a real checkpoint of a tiny CDGKD (freshly initialised with ``torch.manual_seed(seed)``) through a
+    Trainer, as ``lightning-kd fit`` would: the teacher loader reads it like any stage's best checkpoint.
+    ``logit_scale`` multiplies the last layer (a fresh network's logits are near 0: a confident teacher has
+    something to teach)."""
+    import lightning.pytorch as pl
 
-    if not hasattr(TeacherMixin, "init_teachers"):
-        def init_teachers(self, teacher_ckpts, save_teacher=False):  # noqa: ANN001, ANN202
-            self.init_teacher(None, save_teacher)
-
-        monkeypatch.setattr(TeacherMixin, "init_teachers", init_teachers, raising=False)
     from lightning_kd.methods.cdgkd import CDGKD
 
-    monkeypatch.setattr(CDGKD, "teachers", property(lambda self: self.__dict__.get("_test_teachers", [])),
-                        raising=False)
-
-    def teachers_forward(self, fn):  # noqa: ANN001, ANN202
-        with torch.no_grad():
-            return [fn(t.eval()) for t in self.teachers]
-
-    monkeypatch.setattr(CDGKD, "teachers_forward", teachers_forward, raising=False)
-
-
-def set_teachers(module: torch.nn.Module, teachers: list[torch.nn.Module]) -> None:
-    """Attach frozen ``teachers`` to ``module`` (outside its module tree), for the shim above."""
-    for t in teachers:
-        t.requires_grad_(False).eval()
-    object.__setattr__(module, "_test_teachers", list(teachers))
+    torch.manual_seed(seed)
+    module = CDGKD(**tiny_module_kwargs(role=role, **overrides))
+    with torch.no_grad():
+        for p in module.net.head[-1].parameters():
+            p.mul_(logit_scale)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_epochs=0, accelerator="cpu", devices=1)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return Path(path)

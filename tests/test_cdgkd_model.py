@@ -1,4 +1,5 @@
-"""CDGKD networks (TSception, visual pyramid, roles), the module's data needs and losses, and a tiny CLI fit."""
+"""CDGKD networks (TSception, visual pyramid, roles), the module's data needs and losses on real teacher
+checkpoints (written by a Trainer, loaded by the several-teachers API), plain KD, and a tiny CLI fit."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from cdgkd_helpers import (
     TINY_NET,
     TINY_VISUAL,
     TinyEEGFaceData,
-    install_teacher_shim,
-    set_teachers,
+    save_tiny,
     tiny_module_kwargs,
 )
 
@@ -24,11 +24,6 @@ from lightning_kd.nn.tsception import TSception
 from lightning_kd.nn.visual_pyramid import VisualPyramid, token_count
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def _teachers_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_teacher_shim(monkeypatch)
 
 
 # -- encoders ---------------------------------------------------------------------------------------------------
@@ -126,32 +121,99 @@ def test_unknown_role_and_teachers_on_a_teacher_are_refused() -> None:
         CDGKD(**tiny_module_kwargs(role="teacher", feature_dims={"face": 16}))
 
 
-def test_dense_guidance_changes_the_student_gradients_and_reports_per_teacher_terms() -> None:
+@pytest.fixture(scope="module")
+def teacher_ckpts(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Real checkpoints of a tiny CDGKD teacher and TA1 (different initialisations)."""
+    d = tmp_path_factory.mktemp("cdgkd_teachers")
+    return [str(save_tiny(d / "teacher.ckpt", "teacher", seed=10, logit_scale=30.0)),
+            str(save_tiny(d / "ta1.ckpt", "ta1", seed=11, logit_scale=30.0))]
+
+
+def _batch(n: tuple[int, int, int] = (64, 16, 16)):  # noqa: ANN202
+    dm = TinyEEGFaceData(n=n)
+    dm.setup()
+    return next(iter(dm.train_dataloader()))
+
+
+def test_dense_guidance_changes_the_student_gradients_and_reports_per_teacher_terms(teacher_ckpts: list[str]) -> None:
     from lightning_kd.methods.cdgkd import CDGKD
 
-    dm = TinyEEGFaceData()
-    dm.setup()
-    batch = next(iter(dm.train_dataloader()))
-    torch.manual_seed(0)
-    teachers = [CDGKD(**tiny_module_kwargs(role="teacher")), CDGKD(**tiny_module_kwargs(role="ta1"))]
+    batch = _batch()
+    loaded: list = []
 
     def grads(with_teachers: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(1)
-        student = CDGKD(**tiny_module_kwargs(role="student", loss={"drop_prob": 0.0}))
+        student = CDGKD(**tiny_module_kwargs(role="student", loss={"drop_prob": 0.0},
+                                             teacher_ckpts=teacher_ckpts if with_teachers else None))
+        loaded.extend(student.attach_teachers())
         student.eval()  # no dropout: the two runs differ only by the KD terms
-        set_teachers(student, teachers if with_teachers else [])
         terms = student.training_losses(batch)
         terms["loss"].backward()
         if with_teachers:
+            assert [t.role for t in student.teachers] == ["teacher", "ta1"]
+            assert [r["path"] for r in student.teacher_records] == teacher_ckpts
             assert {"kd/teacher_0", "kd/teacher_1", "kept/teacher_0", "kept/teacher_1"} <= set(terms)
             assert float(terms["kept/teacher_0"]) == float(terms["kept/teacher_1"]) == 1.0
+            # the teachers are frozen and outside the student's parameters
+            own = {id(p) for p in student.parameters()}
+            assert not any(id(p) in own or p.requires_grad for t in student.teachers for p in t.parameters())
+        else:
+            assert student.teachers == [] and not any(k.startswith("kd/") for k in terms)
         return {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
 
     alone, guided = grads(False), grads(True)
     assert alone.keys() == guided.keys()
     assert any((alone[n] - guided[n]).abs().max() > 1e-6 for n in alone)
     # the teachers got no gradient
-    assert all(p.grad is None for t in teachers for p in t.parameters())
+    assert len(loaded) == 2 and all(p.grad is None for t in loaded for p in t.parameters())
+
+
+def test_one_teacher_without_drops_is_plain_kd_by_hand(teacher_ckpts: list[str]) -> None:
+    """``teacher_ckpts: [teacher]`` + ``drop_prob: 0`` = Hinton KD: a CE + (1 - a) T^2 KL(p_t^T || p_s^T)."""
+    from lightning_kd.methods.cdgkd import CDGKD
+
+    a, temp = 0.3, 3.0
+    batch = _batch()
+    student = CDGKD(**tiny_module_kwargs(role="student", teacher_ckpts=teacher_ckpts[:1],
+                                         loss={"drop_prob": 0.0, "ce_weight": a, "temperature": temp}))
+    (teacher,) = student.attach_teachers()
+    student.eval()
+    with torch.no_grad():
+        total = student.training_losses(batch)["loss"]
+        s, t, y = student.class_logits(batch).double(), teacher.class_logits(batch).double(), batch.target.long()
+    ce = (torch.logsumexp(s, -1) - s.gather(1, y[:, None])[:, 0]).mean()  # -log softmax(s)_y
+    pt, ps = (t / temp).softmax(-1), (s / temp).softmax(-1)
+    kl = (pt * (pt.log() - ps.log())).sum(-1).mean()
+    assert float(total) == pytest.approx(float(a * ce + (1 - a) * temp**2 * kl), rel=1e-5)
+    assert (1 - a) * temp**2 * float(kl) > 1e-2  # far above rel=1e-5 of the total: the KD term is tested
+
+
+def test_generic_logit_kd_mixes_into_cdgkd(teacher_ckpts: list[str]) -> None:
+    """``-c configs/kd/plain.yaml`` on CDGKD: loss = a' * method loss + (1 - a') * mean_k kd_kl(s, t_k, T'), also
+    for a role that takes no dense guidance (the EEG-only reference taught by the teacher)."""
+    from lightning_kd.distill.logit_kd import kd_kl
+    from lightning_kd.methods.cdgkd import CDGKD
+
+    batch = _batch()
+    with pytest.raises(ConfigError, match="trains without teachers"):
+        CDGKD(**tiny_module_kwargs(role="eeg", teacher_ckpts=teacher_ckpts[:1])).setup("fit")
+    with pytest.raises(ConfigError, match="logit_kd distils from teachers"):
+        CDGKD(**tiny_module_kwargs(role="eeg", logit_kd={"temperature": 4.0, "weight": 0.25})).setup("fit")
+    for role in ("eeg", "student"):
+        module = CDGKD(**tiny_module_kwargs(role=role, teacher_ckpts=teacher_ckpts,
+                                            logit_kd={"temperature": 4.0, "weight": 0.25}))
+        assert module.hparams["logit_kd"] == {"temperature": 4.0, "weight": 0.25}
+        teachers = module.attach_teachers()
+        module.eval()
+        with torch.no_grad():
+            own = module.training_losses(batch)
+            terms = module.distillation_terms(batch, own)
+            s = module.class_logits(batch)
+            kd = (kd_kl(s, teachers[0].class_logits(batch), 4.0) + kd_kl(s, teachers[1].class_logits(batch), 4.0)) / 2
+        assert ("kd/teacher_0" in own) == (role == "student")  # dense guidance only on a distilling role
+        assert "class_logits" not in terms
+        assert float(terms["logit_kd"]) == pytest.approx(float(kd), rel=1e-5)
+        assert float(terms["loss"]) == pytest.approx(0.25 * float(own["loss"]) + 0.75 * float(kd), rel=1e-5)
 
 
 # -- a tiny teacher through the CLI ---------------------------------------------------------------------------------
@@ -199,26 +261,30 @@ def test_tiny_teacher_fits_through_the_cli(tmp_path: Path) -> None:
     assert teacher.class_logits(batch).shape == (16, 2)
 
 
-def test_module_drops_about_half_the_teacher_terms_reproducibly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_drops_about_half_the_teacher_terms_reproducibly(monkeypatch: pytest.MonkeyPatch,
+                                                               teacher_ckpts: list[str]) -> None:
     import math
 
     from lightning_kd.methods.cdgkd import CDGKD
 
     monkeypatch.setattr(CDGKD, "global_step", property(lambda self: self.__dict__.get("_step", 0)))
-    dm = TinyEEGFaceData(n=(8, 4, 4))
-    dm.setup()
-    batch = next(iter(dm.train_dataloader()))
-    teachers = [CDGKD(**tiny_module_kwargs(role="teacher")), CDGKD(**tiny_module_kwargs(role="ta2"))]
+    batch = _batch((8, 4, 4))
 
     def kept(seed: int, steps: range) -> list[tuple[float, float]]:
-        student = CDGKD(**tiny_module_kwargs(role="student", seed=seed))
-        set_teachers(student, teachers)
+        student = CDGKD(**tiny_module_kwargs(role="student", seed=seed, teacher_ckpts=teacher_ckpts))
+        student.attach_teachers()
         out = []
         for step in steps:
             student.__dict__["_step"] = step
             with torch.no_grad():
                 terms = student.training_losses(batch)
             out.append((float(terms["kept/teacher_0"]), float(terms["kept/teacher_1"])))
+        # the same counts went to the shared accumulator (logged per epoch by DistillationStats)
+        stats = student.distill_stats.compute()
+        for j in range(2):
+            assert stats[f"kept/teacher_{j}"] == sum(k[j] for k in out)
+            assert stats[f"kept/teacher_{j}"] + stats[f"dropped/teacher_{j}"] == len(steps)
+            assert stats[f"kd/teacher_{j}"] > 0
         return out
 
     pattern = kept(3, range(100))

@@ -7,18 +7,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from cdgkd_helpers import TinyEEGFaceData, install_teacher_shim, tiny_module_kwargs
+from cdgkd_helpers import TinyEEGFaceData, tiny_module_kwargs
 
 from lightning_kd.callbacks.rebalancing import ModalityRebalancing, rebalance_coefficients
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.methods.cdgkd.losses import RunningPrototypes, prototype_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def _teachers_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_teacher_shim(monkeypatch)
 
 
 # -- the rule, by hand ----------------------------------------------------------------------------------------
@@ -88,11 +83,11 @@ class _Record(pl.Callback):
 
 
 def _fit(informative: tuple[str, ...], epochs: int, root: Path | None = None, ckpt: str | None = None,
-         **model: object) -> tuple[_Record, pl.Trainer, pl.LightningModule]:
+         role: str = "teacher", **model: object) -> tuple[_Record, pl.Trainer, pl.LightningModule]:
     from lightning_kd.methods.cdgkd import CDGKD
 
     pl.seed_everything(0)
-    module = CDGKD(**tiny_module_kwargs(role="teacher", **model))
+    module = CDGKD(**tiny_module_kwargs(role=role, **model))
     record = _Record()
     callbacks: list[pl.Callback] = [ModalityRebalancing(["face", "eeg"]), record]
     if root is not None:
@@ -126,3 +121,21 @@ def test_resumed_run_continues_with_the_same_coefficients(tmp_path: Path) -> Non
     assert resumed.start == [full.start[2]]
     assert resumed.end == [full.end[2]]
     assert full.start[2]["face"] > 0
+
+
+@pytest.mark.parametrize("role", ["student", "eeg"])
+def test_callback_is_inert_on_a_one_modality_model(role: str, tmp_path: Path) -> None:
+    """One run policy carries the callback for every stage: a one-modality CDGKD fits with it, logs no
+    rebalance/*, and its coefficients stay untouched; the two-modality teacher in the same setting logs them."""
+    import csv
+
+    def logged(root: Path) -> set[str]:
+        (metrics,) = root.rglob("metrics.csv")
+        return {k for r in csv.DictReader(metrics.open()) for k, v in r.items() if v}
+
+    record, trainer, module = _fit(("eeg", "face"), epochs=2, root=tmp_path / role, role=role)
+    assert trainer.current_epoch == 2 and module.true_class_prob_sums() == {}
+    assert not any(k.startswith("rebalance/") for k in logged(tmp_path / role))
+    assert record.end == [dict.fromkeys(module.modalities, 0.0)] * 2
+    _fit(("eeg", "face"), epochs=2, root=tmp_path / "teacher")
+    assert {"rebalance/face", "rebalance/eeg", "rebalance/p_face", "rebalance/p_eeg"} <= logged(tmp_path / "teacher")

@@ -10,6 +10,17 @@
   rebalancing prototype terms when the callback is configured for them.
 * ``eeg``: the EEG-only reference, CE.
 
+Plain logit KD (Hinton et al., 2015) is this module with one teacher and ``loss.drop_prob: 0``
+(``a CE + (1 - a) T^2 KL``, configs/cdgkd/deap_student_kd.yaml). The project's generic option
+``logit_kd`` (:class:`~lightning_kd.distill.logit_kd.LogitKDMixin`, ``-c configs/kd/plain.yaml``) works here as on
+every classification method: it adds ``(1 - a') mean_k T'^2 KL`` from ``teacher_ckpts`` (any lightning_kd method with
+``class_logits``) to the role's own objective; with it even ``teacher`` / ``eeg`` may take teachers (then only the
+plain KD term uses them, no dense guidance).
+
+Per training step the dense-guidance statistics go to ``distill_stats`` (logged per epoch by
+:class:`~lightning_kd.callbacks.DistillationStats`): ``kd/teacher_j`` (mean KD value, kept or not),
+``kept/teacher_j`` and ``dropped/teacher_j`` (counts of steps).
+
 See :mod:`lightning_kd.methods.cdgkd.losses` for the formulas and the released code's defects we do not copy.
 Validation / test: cross-entropy as ``<stage>/loss``, accuracy ``<stage>/acc`` and weighted F1 ``<stage>/F1``.
 """
@@ -28,6 +39,7 @@ from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.seeding import run_seed
+from lightning_kd.distill.logit_kd import LogitKDMixin, LogitKDOptions
 from lightning_kd.distill.teacher import TeacherMixin
 from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.cdgkd.losses import (
@@ -41,14 +53,14 @@ from lightning_kd.methods.cdgkd.model import CDGKDNet, CDGKDNetOptions, CDGKDOut
 from lightning_kd.metrics.classification import ClassificationMetrics
 from lightning_kd.nn.tsception import TSceptionOptions
 from lightning_kd.nn.visual_pyramid import VisualPyramidOptions
-from lightning_kd.options import options
+from lightning_kd.options import options, plain
 
 __all__ = ["CDGKD"]
 
 _NO_TEACHERS = ("teacher", "eeg")
 
 
-class CDGKD(TeacherMixin, MethodModule):
+class CDGKD(LogitKDMixin, TeacherMixin, MethodModule):
     """CDGKD teacher, teacher assistant, student or unimodal reference.
 
     Args:
@@ -56,7 +68,7 @@ class CDGKD(TeacherMixin, MethodModule):
             frames).
         role: ``teacher``, ``ta1``, ``ta2``, ``student`` or ``eeg`` (module docstring).
         teacher_ckpts: checkpoints of the earlier models that guide a ``ta1`` / ``ta2`` / ``student``
-            (teacher first); refused for ``teacher`` and ``eeg``.
+            (teacher first); refused for ``teacher`` and ``eeg`` unless ``logit_kd`` is set.
         save_teacher: also store the teachers' weights in this model's checkpoints.
         eeg: :class:`~lightning_kd.nn.tsception.TSceptionOptions` (the teacher's; the assistants shrink it by
             ``net.ta1_windows`` / ``net.ta2_windows`` / ``net.ta_spatial``).
@@ -64,6 +76,8 @@ class CDGKD(TeacherMixin, MethodModule):
         net: :class:`~lightning_kd.methods.cdgkd.model.CDGKDNetOptions` (head, assistants).
         loss: :class:`~lightning_kd.methods.cdgkd.losses.CDGKDLossOptions`.
         seed: key of the teacher-drop stream; ``None`` = the run's seed (``--seed_everything``).
+        logit_kd: plain logit KD added to the objective (:class:`~lightning_kd.distill.logit_kd.LogitKDOptions`,
+            ``configs/kd/plain.yaml``); None: none.
         lr, weight_decay, lr_factor, lr_patience, lr_scheduler: Adam (+ optional plateau schedule on ``val/loss``).
     """
 
@@ -91,6 +105,7 @@ class CDGKD(TeacherMixin, MethodModule):
         lr_factor: float = 0.5,
         lr_patience: int = 5,
         lr_scheduler: Literal["plateau", "none"] = "none",
+        logit_kd: LogitKDOptions | None = None,
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, lr_scheduler)
         eeg, visual = options(TSceptionOptions, eeg), options(VisualPyramidOptions, visual)
@@ -101,6 +116,9 @@ class CDGKD(TeacherMixin, MethodModule):
         self.net = CDGKDNet(feature_dims, seq_lens, role, eeg, visual, net)
         self.modalities = self.net.inputs
         self.init_teachers(teacher_ckpts, save_teacher)
+        self.init_logit_kd(logit_kd)
+        if self.logit_kd is not None:
+            self.hparams["logit_kd"] = plain(self.logit_kd)
         # rebalancing: coefficients set by ModalityRebalancing; sums of p^m(true class) accumulated per epoch
         self.rebalance = dict.fromkeys(self.modalities, 0.0)
         self.prototypes = nn.ModuleDict()
@@ -113,10 +131,15 @@ class CDGKD(TeacherMixin, MethodModule):
 
     def setup(self, stage: str) -> None:
         """Check the role against the teachers before fitting (one line through the CLI)."""
-        if stage == "fit" and self.role in _NO_TEACHERS and self.hparams.get("teacher_ckpts"):
+        if stage == "fit" and self.role in _NO_TEACHERS and self.teacher_ckpts and self.logit_kd is None:
             raise ConfigError(f"CDGKD role {self.role!r} trains without teachers: remove "
-                              "model.init_args.teacher_ckpts, or set role to ta1, ta2 or student")
+                              "model.init_args.teacher_ckpts, set role to ta1, ta2 or student, or add plain logit KD "
+                              "(-c configs/kd/plain.yaml)")
         super().setup(stage)
+
+    def allowed_teacher_methods(self) -> tuple[str, ...]:
+        """CDGKD checkpoints; with ``logit_kd``, any method with ``class_logits`` (the plain-KD contract)."""
+        return () if self.logit_kd is not None else self.teacher_methods
 
     # -- rebalancing (lightning_kd.callbacks.rebalancing.Rebalanceable) ------------------------------------
     def true_class_prob_sums(self) -> dict[str, tuple[float, int]]:
@@ -154,6 +177,11 @@ class CDGKD(TeacherMixin, MethodModule):
         o = self.loss_options
         keep = teacher_keep_mask(self.drop_seed(), self.global_step, len(teachers), o.drop_prob, out.logits.device)
         terms = dense_guidance(out.logits, labels, teachers, keep, o.ce_weight, o.temperature)
+        stats = self.distill_stats
+        for j in range(len(teachers)):
+            stats.add(f"kd/teacher_{j}", terms[f"kd/teacher_{j}"])
+            stats.count(f"kept/teacher_{j}", keep[j])
+            stats.count(f"dropped/teacher_{j}", ~keep[j])
         if len(self.modalities) > 1 and o.alpha > 0:
             proto = out.logits.new_zeros(())
             for m in self.modalities:
@@ -170,6 +198,7 @@ class CDGKD(TeacherMixin, MethodModule):
                 terms[f"p_true/{m}"] = p_true.mean()
                 proto = proto + self.rebalance[m] * term
             terms["loss"] = terms["loss"] + o.alpha * proto
+        terms["class_logits"] = out.logits  # for logit_kd (same forward pass); not logged
         return terms
 
     def on_train_start(self) -> None:
