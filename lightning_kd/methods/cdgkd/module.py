@@ -210,7 +210,8 @@ class CDGKD(LogitKDMixin, TeacherMixin, MethodModule):
                            "prototype terms never act; add lightning_kd.callbacks.rebalancing.ModalityRebalancing "
                            "to trainer.callbacks (see configs/cdgkd/*_teacher.yaml).")
         if self.role not in _NO_TEACHERS and not self.teachers:
-            rank_zero_warn(f"CDGKD role {self.role!r} without teacher_ckpts trains on cross-entropy alone.")
+            alone = " (the video-only reference)" if self.role == "student" else ""
+            rank_zero_warn(f"CDGKD role {self.role!r} without teacher_ckpts trains on cross-entropy alone{alone}.")
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _eval_step(self, batch: Batch, stage: str, metrics: ClassificationMetrics) -> None:
