@@ -13,9 +13,10 @@
 Plain logit KD (Hinton et al., 2015) is this module with one teacher and ``loss.drop_prob: 0``
 (``a CE + (1 - a) T^2 KL``, configs/cdgkd/deap_student_kd.yaml). The project's generic option
 ``logit_kd`` (:class:`~lightning_kd.distill.logit_kd.LogitKDMixin`, ``-c configs/kd/plain.yaml``) works here as on
-every classification method: it adds ``(1 - a') mean_k T'^2 KL`` from ``teacher_ckpts`` (any lightning_kd method with
-``class_logits``) to the role's own objective; with it even ``teacher`` / ``eeg`` may take teachers (then only the
-plain KD term uses them, no dense guidance).
+every classification method: ``loss = a' * own loss + (1 - a') mean_k T'^2 KL`` from ``teacher_ckpts`` (any
+lightning_kd method with ``class_logits``), on any role. With it the teachers serve plain KD only: the dense
+guidance (itself a logit KD from the same teachers) is off, so the role's own loss is CE (+ the rebalancing terms of
+a two-modality role), and ``-c configs/kd/plain.yaml`` on any stage config is exactly Hinton KD from the teachers.
 
 Per training step the dense-guidance statistics go to ``distill_stats`` (logged per epoch by
 :class:`~lightning_kd.callbacks.DistillationStats`): ``kd/teacher_j`` (mean KD value, kept or not),
@@ -172,7 +173,7 @@ class CDGKD(LogitKDMixin, TeacherMixin, MethodModule):
         labels = batch.target.long()
         out = self(batch)
         teachers: list[Tensor] = []
-        if self.role not in _NO_TEACHERS and self.teachers:
+        if self.role not in _NO_TEACHERS and self.logit_kd is None and self.teachers:  # logit_kd: plain KD only
             teachers = self.teachers_forward(lambda t: t.class_logits(batch))
         o = self.loss_options
         keep = teacher_keep_mask(self.drop_seed(), self.global_step, len(teachers), o.drop_prob, out.logits.device)
