@@ -8,7 +8,7 @@ in the model. Inputs are names, never a fixed triple::
 
     DataNeeds(inputs=("text|text_bert", "audio", "vision"), targets=("score",))   # DMD: either text form
     DataNeeds(views=2, targets=("cluster_labels",))                               # VLSG: view_0, view_1, ...
-    DataNeeds(inputs=("eeg", "video"), targets=("binary",))                       # CDGKD (teacher)
+    DataNeeds(inputs=("face", "eeg"), targets=("binary",))                        # CDGKD (teacher)
     DataNeeds(inputs=("video",), privileged=("physio",), targets=("class_index",))  # MT-PKDOT (add the kind below)
 
 A new kind of target is one entry in :data:`TARGET_KINDS` (and, for the fix in messages, :data:`CONFIGS_FOR`).
@@ -31,6 +31,7 @@ TARGET_KINDS: dict[str, str] = {
 CONFIGS_FOR: dict[str, str] = {
     "score": "configs/dmd/*.yaml, configs/fusion/*.yaml or configs/corrkd/{mosi,mosei,synthetic}_*.yaml",
     "emotions": "configs/corrkd/iemocap_*.yaml",
+    "binary": "configs/cdgkd/*.yaml",
     "cluster_labels": "configs/vlsg/*.yaml",
 }
 
