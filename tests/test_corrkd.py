@@ -351,7 +351,7 @@ def test_every_corrkd_config_trains(name: str, tiny_mult_mosi: Path, tiny_mult_i
     def record(self, *args, **kwargs):
         out = objective(self, *args, **kwargs)
         if torch.is_grad_enabled():
-            terms.append({k: float(v) for k, v in out.items()})
+            terms.append({k: float(v.detach()) for k, v in out.items()})
         return out
 
     monkeypatch.setattr(CorrKDObjective, "forward", record)
