@@ -135,3 +135,14 @@ def test_batch_smaller_than_k_and_bad_shapes() -> None:
         StructuralOT()(t, s[:4])
     with pytest.raises(ValueError, match="k >= 1"):
         StructuralOT(k=0)
+
+
+def test_half_precision_inputs_and_autocast_compute_in_float32() -> None:
+    g = torch.Generator().manual_seed(7)
+    t, s = torch.randn(10, 6, generator=g), torch.randn(10, 6, generator=g)
+    ref = StructuralOT(k=4)(t, s)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = StructuralOT(k=4)(t, s)
+    assert mixed.ot.dtype == torch.float32 and float(mixed.ot) == pytest.approx(float(ref.ot), rel=1e-6)
+    low = StructuralOT(k=4)(t.bfloat16(), s.bfloat16())
+    assert low.ot.dtype == torch.float32 and float(low.ot) == pytest.approx(float(ref.ot), rel=0.1)

@@ -151,7 +151,8 @@ class StructuralOT(nn.Module):
     """Structural KD between a teacher's and a student's batch embeddings (see the module docstring).
 
     ``forward(teacher (B, D_t), student (B, D_s))`` -> :class:`StructuralOTTerms`; the widths may differ
-    (only the ``B x B`` similarity matrices are compared). The teacher is detached.
+    (only the ``B x B`` similarity matrices are compared). The teacher is detached. Computed in float32, outside
+    any autocast region (bf16 / fp16 inputs are cast up).
     """
 
     def __init__(self, opts: StructuralOTOptions | dict[str, Any] | None = None, **overrides: Any) -> None:
@@ -167,10 +168,11 @@ class StructuralOT(nn.Module):
             raise ValueError(f"structural OT expects teacher (B, D_t) and student (B, D_s) embeddings of the same "
                              f"batch, got {tuple(teacher.shape)} and {tuple(student.shape)}")
         o = self.options
-        s_t = cosine_similarity_matrix(teacher.detach().float())
-        s_s = cosine_similarity_matrix(student.float())
-        cols = lowest_similarity_columns(s_t, o.k)
-        rows_t = shift_nonnegative(s_t, o.shift).gather(1, cols)
-        rows_s = shift_nonnegative(s_s, o.shift).gather(1, cols)
-        div = sinkhorn_divergence(rows_t, rows_s, o.blur, o.max_iter, o.tol, o.scaling, o.inner_iter)
-        return StructuralOTTerms(div, centroid_distance(s_t, s_s), cols)
+        with torch.autocast(student.device.type, enabled=False):  # Sinkhorn at eps = 0.01 needs float32
+            s_t = cosine_similarity_matrix(teacher.detach().float())
+            s_s = cosine_similarity_matrix(student.float())
+            cols = lowest_similarity_columns(s_t, o.k)
+            rows_t = shift_nonnegative(s_t, o.shift).gather(1, cols)
+            rows_s = shift_nonnegative(s_s, o.shift).gather(1, cols)
+            div = sinkhorn_divergence(rows_t, rows_s, o.blur, o.max_iter, o.tol, o.scaling, o.inner_iter)
+            return StructuralOTTerms(div, centroid_distance(s_t, s_s), cols)
