@@ -98,6 +98,20 @@ def test_reader_round_trip(biovid_root: Path) -> None:
     assert batch.masks["video"].shape[1] == 4 and batch.masks["video"].all()
 
 
+def test_missing_protocol_drops_bio_samples_along_axis_2(biovid_root: Path) -> None:
+    """A frame drop removes a bio sample across all channels (step axis 2); removing bio empties its mask."""
+    from lightning_kd.data.missing import MissingCondition
+
+    dm = _dm(biovid_root, bio_channels=["gsr", "emg_trapezius"])
+    assert dm.modality_layout.step_axes == {"video": 1, "bio": 2}
+    batch = next(iter(dm.test_dataloader()))
+    bio = MissingCondition(0.5, "video+bio", seed=1).apply(batch, dm.modality_layout).inputs["bio"]
+    zero = bio == 0
+    assert torch.equal(zero[:, 0], zero[:, 1]) and 0.45 < zero.float().mean() < 0.55
+    video_only = MissingCondition(0.0, "video").apply(batch, dm.modality_layout)
+    assert not video_only.masks["bio"].any() and video_only.masks["video"].all()
+
+
 def test_standardize_with_training_statistics(biovid_root: Path) -> None:
     dm = _dm(biovid_root)
     train = dm.splits["train"].inputs

@@ -201,7 +201,8 @@ class BiovidDataModule(InMemoryDataModule):
       split applied to every split.
 
     ``feature_dims = {"video": D, "bio": C}``, ``seq_lens = {"video": F, "bio": T}``, ``step_axes`` video 1,
-    bio 2; masks all True; ids = ``sample_name``. ``subject_splits`` maps each subject_id used to its split.
+    bio 2 (the defaults of :func:`~lightning_kd.data.missing.default_step_axis`); masks all True; ids =
+    ``sample_name``. ``subject_splits`` maps each subject_id used to its split.
 
     Args:
         root: the folder holding ``samples.csv``, ``biosignals_filtered/``, ``video/`` (and ``video_features/``).
@@ -286,10 +287,6 @@ class BiovidDataModule(InMemoryDataModule):
     def feature_dims(self) -> dict[str, int]:
         """``{"video": D, "bio": channels}`` (those of ``inputs``); the steps run along :attr:`step_axes`."""
         return {k: int(v.shape[1] if k == "bio" else v.shape[-1]) for k, v in self.splits["train"].inputs.items()}
-
-    @property
-    def step_axes(self) -> dict[str, int]:
-        return {k: 2 if k == "bio" else 1 for k in self.splits["train"].inputs}
 
     def select_samples(self) -> list[BiovidSample]:
         """The rows of ``samples.csv`` of the task's classes and ``subjects``, each with its files present."""
