@@ -4,6 +4,7 @@ from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
 from lightning_kd.data.eeg_face_data import EEGFaceDataModule
+from lightning_kd.data.formats.biovid import BiovidDataModule, read_biovid_samples
 from lightning_kd.data.formats.deap import DEAPDataModule, read_deap
 from lightning_kd.data.formats.digits import DigitsCLIPDataModule
 from lightning_kd.data.formats.mahnob import MAHNOBDataModule, read_mahnob
@@ -20,6 +21,7 @@ from lightning_kd.data.split import SplitTensors
 
 __all__ = [
     "Batch",
+    "BiovidDataModule",
     "DataFileNotFoundError",
     "DEAPDataModule",
     "DataFormatError",
@@ -39,6 +41,7 @@ __all__ = [
     "SyntheticMMSADataModule",
     "SyntheticMulTDataModule",
     "SyntheticMultiViewDataModule",
+    "read_biovid_samples",
     "read_deap",
     "read_mahnob",
     "read_mmsa",

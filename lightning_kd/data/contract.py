@@ -9,7 +9,7 @@ in the model. Inputs are names, never a fixed triple::
     DataNeeds(inputs=("text|text_bert", "audio", "vision"), targets=("score",))   # DMD: either text form
     DataNeeds(views=2, targets=("cluster_labels",))                               # VLSG: view_0, view_1, ...
     DataNeeds(inputs=("face", "eeg"), targets=("binary",))                        # CDGKD (teacher)
-    DataNeeds(inputs=("video",), privileged=("physio",), targets=("class_index",))  # MT-PKDOT (add the kind below)
+    DataNeeds(inputs=("video",), privileged=("bio",), targets=("binary", "class_index"))  # MT-PKDOT (BioVid)
 
 A new kind of target is one entry in :data:`TARGET_KINDS` (and, for the fix in messages, :data:`CONFIGS_FOR`).
 """
@@ -25,6 +25,7 @@ TARGET_KINDS: dict[str, str] = {
     "binary": "binary labels",
     "emotions": "multi-label emotions (IEMOCAP: Neutral, Happy, Sad, Angry)",
     "cluster_labels": "class labels of a clustering set",
+    "class_index": "single-label class indices 0..K-1 (e.g. BioVid's 5 pain classes)",
 }
 
 #: kind of target -> the shipped configs for such data (named as the fix when a method gets data it cannot use)

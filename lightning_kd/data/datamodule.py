@@ -41,7 +41,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     :attr:`modality_layout`): the missing-modality protocol (:mod:`lightning_kd.data.missing`) and
     ``lightning-kd robustness`` work on whatever modalities the data has. The defaults follow the data contract
     (``text_bert`` carries ``text``, every other input is its own modality; steps on axis 1, on axis 2 for
-    ``text_bert (B, 3, L)`` and ``eeg (B, C, T)``); a datamodule with other inputs overrides them.
+    ``text_bert (B, 3, L)``, ``eeg`` and ``bio (B, C, T)``); a datamodule with other inputs overrides them.
 
     ``feature_dims`` and ``seq_lens`` are read from the data and linked into the model by the CLI
     (``apply_on="instantiate"``), so configs never repeat them. Reading them reads the data, so a file
@@ -158,7 +158,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     @property
     def step_axes(self) -> dict[str, int]:
         """Input -> the axis its steps (frames) run along; its mask is ``(B, L)`` along it. Default 1 (sequences
-        ``(B, L, D)``), 2 for ``text_bert (B, 3, L)`` and ``eeg (B, C, T)``."""
+        ``(B, L, D)``), 2 for ``text_bert (B, 3, L)``, ``eeg (B, C, T)`` and ``bio (B, C, T)``."""
         return {k: default_step_axis(k) for k in self.splits["train"].inputs}
 
     @property

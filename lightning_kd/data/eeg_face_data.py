@@ -51,7 +51,8 @@ from lightning_kd.data.eeg_face import EEG_CHANNELS_28, EEG_RATE_HZ, EEGFaceTria
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 from lightning_kd.data.split import SplitTensors
 
-__all__ = ["FACE_SOURCES", "INPUTS", "PROTOCOLS", "TARGETS", "VALID_BY", "EEGFaceDataModule", "assign_splits", "window_times"]
+__all__ = ["FACE_SOURCES", "INPUTS", "PROTOCOLS", "TARGETS", "VALID_BY", "EEGFaceDataModule", "assign_splits",
+           "standardize_splits", "window_times"]
 
 PROTOCOLS = ("subject_dependent", "subject_independent")
 TARGETS = ("arousal", "valence")
@@ -95,6 +96,21 @@ def assign_splits(trials: Sequence[tuple[int, int]], protocol: str, n_folds: int
         for s in (s for s in subjects if by_subject[s] == "train"):
             out.update({(s, t): "valid" if split == "test" else "train" for t, split in trial_groups(s, None).items()})
     return out
+
+
+def standardize_splits(arrays: dict[str, dict[str, np.ndarray | None]], axes: dict[str, tuple[int, ...]]) -> None:
+    """z-score input ``m`` of every split in place with the mean / std of the TRAINING split over ``axes[m]``
+    (the axes not listed keep their own statistic: per channel, per feature); a std below 1e-8 counts as 1."""
+    for m, axis in axes.items():
+        train = arrays["train"].get(m)
+        if train is None:
+            continue
+        mean = train.mean(axis=axis, keepdims=True, dtype=np.float64)
+        std = train.std(axis=axis, keepdims=True, dtype=np.float64)
+        std = np.where(std > 1e-8, std, 1.0)
+        for s in SPLITS:
+            if arrays[s].get(m) is not None:
+                arrays[s][m] = ((arrays[s][m] - mean) / std).astype(np.float32)
 
 
 def window_times(n_windows: int, window_s: float, frames_per_window: int) -> np.ndarray:
@@ -346,16 +362,7 @@ class EEGFaceDataModule(InMemoryDataModule):
 
     def _standardize(self, arrays: dict[str, dict[str, np.ndarray | None]]) -> None:
         """z-score per EEG channel (axis 1) and per face feature (last axis) with training statistics, in place."""
-        for m, axis in (("eeg", (0, 2)), ("face", (0, 1))):
-            train = arrays["train"].get(m)
-            if train is None:
-                continue
-            mean = train.mean(axis=axis, keepdims=True, dtype=np.float64)
-            std = train.std(axis=axis, keepdims=True, dtype=np.float64)
-            std = np.where(std > 1e-8, std, 1.0)
-            for s in SPLITS:
-                if arrays[s].get(m) is not None:
-                    arrays[s][m] = ((arrays[s][m] - mean) / std).astype(np.float32)
+        standardize_splits(arrays, {"eeg": (0, 2), "face": (0, 1)})
 
     def split_trials(self, split: str) -> list[tuple[int, int]]:
         """The ``(subject, trial)`` pairs of ``split`` (after the splits are built)."""

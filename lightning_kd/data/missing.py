@@ -21,7 +21,7 @@ modality each input carries (one modality may be backed by several inputs: ``tex
 ``text_bert`` token ids) and the axis each input's steps run along:
 
 * a *step* is what one frame drop removes: a time step of a sequence ``(B, L, D)`` (axis 1), a token of
-  ``text_bert (B, 3, L)`` (axis 2), a sample of ``eeg (B, C, T)`` across all channels (axis 2). A mask in
+  ``text_bert (B, 3, L)`` (axis 2), a sample of ``eeg`` / ``bio (B, C, T)`` across all channels (axis 2). A mask in
   ``batch.masks`` is ``(B, L)`` along that axis;
 * an input without a mask in ``batch.masks`` is fully valid along its step axis; once missingness is
   applied it gets one (``(B, L)``, all-True, all-False where its modality is removed), so a removal is always
@@ -105,7 +105,7 @@ _INPUT_MODALITY = {"text_bert": "text"}
 #: token-id inputs (B, 3, L): dropped tokens become [UNK], [CLS]/[SEP] stay
 _TOKEN_INPUTS = frozenset({"text_bert"})
 #: step axes that differ from 1, as the data contract lays the inputs out (DESIGN.md)
-_STEP_AXIS = {"text_bert": 2, "eeg": 2}
+_STEP_AXIS = {"text_bert": 2, "eeg": 2, "bio": 2}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset({ALL, "avg"})
 
@@ -131,7 +131,8 @@ def input_modality(name: str) -> str:
 
 
 def default_step_axis(name: str) -> int:
-    """The axis an input's steps run along by default: 2 for ``text_bert (B, 3, L)`` and ``eeg (B, C, T)``, else 1."""
+    """The axis an input's steps run along by default: 2 for ``text_bert (B, 3, L)``, ``eeg (B, C, T)`` and
+    ``bio (B, C, T)``, else 1."""
     return _STEP_AXIS.get(name, 1)
 
 

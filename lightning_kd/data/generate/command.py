@@ -19,6 +19,7 @@ from types import FrameType
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.formats.mfeat import MFEAT_DIMS
 from lightning_kd.data.generate.base import MODALITIES, SPLITS
+from lightning_kd.data.generate.biovid import BIOVID_DEFAULTS, write_biovid
 from lightning_kd.data.generate.deap import DEAP_DEFAULTS, write_deap
 from lightning_kd.data.generate.mfeat import write_mfeat_csvs
 from lightning_kd.data.generate.mmsa import default_lengths, write_mmsa_pickle
@@ -103,7 +104,9 @@ def generate_cli(argv: list[str] | None = None) -> None:
     ``lightning-kd generate multiview --out FILE [--layout cell|numbered] [--n N] [--dims D ..] [--clusters K]
     [--zero-based] [--transpose] [--noise X] [--seed S]`` or ``lightning-kd generate mfeat --out DIR`` or
     ``lightning-kd generate deap --out DIR [--subjects N] [--trials N] [--seconds S] [--video-subjects N]
-    [--missing-videos N] [--fps F] [--size PX] [--no-face-features] [--seed S]``;
+    [--missing-videos N] [--fps F] [--size PX] [--no-face-features] [--seed S]`` or
+    ``lightning-kd generate biovid --out DIR [--subjects N] [--samples-per-class N] [--seconds S] [--fps F]
+    [--size PX] [--part A|B] [--no-features] [--seed S]``;
     every one takes ``--force`` to replace an existing output."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -177,6 +180,24 @@ def generate_cli(argv: list[str] | None = None) -> None:
     d.add_argument("--no-face-features", dest="face_features", action="store_false",
                    help="do not write face_features/sNN/sNN_trialMM.npz")
     d.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("biovid", parents=[force], help="BioVid Heat Pain folder (samples.csv, biosignals_filtered/, "
+                       "video/ .mp4, video_features/)")
+    b.add_argument("--out", required=True, type=Path, help="output folder (the BioVid root)")
+    b.add_argument("--subjects", type=int, default=BIOVID_DEFAULTS["subjects"], help="subjects (default 10; "
+                   "published Part A: 87)")
+    b.add_argument("--samples-per-class", dest="samples_per_class", type=int,
+                   default=BIOVID_DEFAULTS["samples_per_class"], help="samples per subject and class BL1, PA1..PA4 "
+                   "(default 20, as published)")
+    b.add_argument("--seconds", type=float, default=BIOVID_DEFAULTS["seconds"],
+                   help="recording length (default 5.5: 2816 rows at 512 Hz)")
+    b.add_argument("--fps", type=float, default=BIOVID_DEFAULTS["fps"], help="video frame rate (default 25)")
+    b.add_argument("--size", type=int, default=BIOVID_DEFAULTS["size"], help="frame height = width, multiple of 4 "
+                   "(default 32)")
+    b.add_argument("--part", choices=("A", "B"), default="A", help="A: gsr, ecg, emg_trapezius; B: adds "
+                   "emg_corrugator, emg_zygomaticus")
+    b.add_argument("--no-features", dest="video_features", action="store_false",
+                   help="do not write video_features/<subject>/<sample>.npz")
+    b.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -187,6 +208,17 @@ def generate_cli(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.format == "biovid":
+        from lightning_kd.data.formats.biovid import BIO_DIR, SAMPLES_CSV, VIDEO_DIR
+
+        _refuse_overwrite(_targets(args.out, [SAMPLES_CSV, BIO_DIR, VIDEO_DIR]), args.force)
+        folder = _write(lambda: write_biovid(
+            args.out, subjects=args.subjects, samples_per_class=args.samples_per_class, seconds=args.seconds,
+            fps=args.fps, size=args.size, seed=args.seed, video_features=args.video_features, part=args.part),
+            args.out)
+        print(f"wrote {folder} (BioVid Part {args.part} layout: {args.subjects} subjects x 5 classes x "
+              f"{args.samples_per_class} samples, {SAMPLES_CSV}, {BIO_DIR}/ _bio.csv, {VIDEO_DIR}/ .mp4)")
+        return
     if args.format == "deap":
         _run_deap(args)
         return

@@ -1,9 +1,10 @@
 """Writers of face videos for the EEG + face generators (DEAP, MAHNOB-HCI): ``.avi`` files through PyAV, small
 synthetic face frames that carry a latent signal, and the per-trial face feature file.
 
-Video codec: Motion JPEG (``mjpeg``, bundled with PyAV's ffmpeg) in an AVI container, full-range 4:4:4 chroma at
-the finest quantiser, so every frame is coded on its own (any frame decodes without its neighbours) and the pixel
-values survive coding within a few grey levels.
+Video codec (:func:`write_avi`): Motion JPEG (``mjpeg``, bundled with PyAV's ffmpeg) in an AVI container, full-range
+4:4:4 chroma at the finest quantiser, so every frame is coded on its own (any frame decodes without its neighbours)
+and the pixel values survive coding within a few grey levels. ``container="mp4"`` writes H.264 (``libx264``, 4:4:4
+chroma, CRF 8) in an MP4 container instead, as Biovid distributes its videos.
 
 Frames (:func:`render_face_frames`): a fixed face template (skin-coloured ellipse, two eyes, a mouth) on a
 background; latent ``k`` of frame ``t`` brightens or darkens region ``k`` of :data:`REGIONS` (eyebrows, mouth
@@ -35,8 +36,16 @@ REGIONS: tuple[tuple[float, float, float], ...] = (
 )
 
 
-def write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
-    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an MJPEG ``.avi`` at ``fps`` (temporary file, then renamed).
+#: container -> (codec, pixel format, encoder options) of :func:`write_avi`
+_CODECS = {
+    "avi": ("mjpeg", "yuvj444p", {"qmin": "1", "qmax": "1"}),
+    "mp4": ("libx264", "yuv444p", {"crf": "8", "preset": "veryfast"}),
+}
+
+
+def write_avi(path: Path, frames: np.ndarray, fps: float, container: str = "avi") -> None:
+    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an MJPEG ``.avi`` at ``fps`` (temporary file, then renamed);
+    ``container="mp4"``: H.264 in an ``.mp4`` (module doc).
 
     ``H`` and ``W`` must be even (the encoder's constraint); ``T >= 1``.
     """
@@ -49,19 +58,22 @@ def write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
         raise ValueError(f"frame height and width must be even, got {frames.shape[1]}x{frames.shape[2]}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
+    if container not in _CODECS:
+        raise ValueError(f"container must be one of {sorted(_CODECS)}, got {container!r}")
     rate = Fraction(fps).limit_denominator(1001)
+    codec, pix_fmt, options = _CODECS[container]
 
     def write(f) -> None:
-        with av.open(f, mode="w", format="avi") as container:
-            stream = container.add_stream("mjpeg", rate=rate)
+        with av.open(f, mode="w", format=container) as out:
+            stream = out.add_stream(codec, rate=rate)
             stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
-            stream.pix_fmt = "yuvj444p"
-            stream.options = {"qmin": "1", "qmax": "1"}
+            stream.pix_fmt = pix_fmt
+            stream.options = dict(options)
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                    container.mux(packet)
+                    out.mux(packet)
             for packet in stream.encode():
-                container.mux(packet)
+                out.mux(packet)
 
     atomic_write_binary(Path(path), write)
 
