@@ -25,6 +25,7 @@ TARGET_KINDS: dict[str, str] = {
     "binary": "binary labels",
     "emotions": "multi-label emotions (IEMOCAP: Neutral, Happy, Sad, Angry)",
     "cluster_labels": "class labels of a clustering set",
+    "valence_arousal": "continuous valence and arousal in [-1, 1] (B, 2) (Aff-Wild2)",
 }
 
 #: kind of target -> the shipped configs for such data (named as the fix when a method gets data it cannot use)
