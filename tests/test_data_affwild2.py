@@ -216,6 +216,9 @@ def test_bad_videos_are_one_line(root: Path, tmp_path: Path) -> None:
     with pytest.raises(DataFormatError) as e:
         _ = _dm(root, tmp_path, videos=["2-10-16x16", "nope"]).splits
     _one_line(e, "nope", "no annotation file")
+    with pytest.raises(DataFormatError) as e:
+        _ = _dm(root, tmp_path, videos=["2-10-16x16", "4-10-16x16"]).splits
+    _one_line(e, "Train_Set holds 1 raw video")
     dst = _copy(root, tmp_path)
     shutil.rmtree(dst / "cropped_aligned/3-10-16x16")
     with pytest.raises(DataFormatError) as e:
@@ -227,7 +230,7 @@ def test_bad_videos_are_one_line(root: Path, tmp_path: Path) -> None:
     _one_line(e, "face_features/3-10-16x16.npz", "not found")
     (dst / "videos/batch1/2-10-16x16.avi").unlink()
     with pytest.raises(DataFormatError) as e:
-        _ = _dm(dst, tmp_path, inputs=["audio"], videos=["2-10-16x16", "4-10-16x16"]).splits
+        _ = _dm(dst, tmp_path, inputs=["audio"], videos=["2-10-16x16", "3-10-16x16", "4-10-16x16"]).splits
     _one_line(e, "2-10-16x16.mp4|.avi", "audio_features: file")
 
 

@@ -67,7 +67,11 @@ def split_videos(videos: list[fmt.AffWild2Video], valid_fraction: float, split_s
     if both:
         raise DataFormatError(f"raw video {both[0]!r} has faces in Train_Set and Validation_Set. Fix: keep the faces of "
                               "one raw video in one official set.")
-    perm = np.random.default_rng(split_seed).permutation(np.asarray(train_raw, dtype=object)) if train_raw else []
+    if len(train_raw) < 2:
+        raise DataFormatError(f"Train_Set holds {len(train_raw)} raw video(s); training and validation need at least 2 "
+                              "(validation takes whole raw videos). Fix: add Train_Set videos, or widen "
+                              "data.init_args.videos.")
+    perm = np.random.default_rng(split_seed).permutation(np.asarray(train_raw, dtype=object))
     n_valid = max(1, int(round(valid_fraction * len(train_raw))))
     valid = set(perm[:n_valid])
     return {v.name: "test" if v.raw_name in test else "valid" if v.raw_name in valid else "train" for v in videos}
@@ -215,7 +219,7 @@ class AffWild2DataModule(InMemoryDataModule):
                                   "release, or leave the video out with data.init_args.videos.")
         if "video" not in self.inputs:
             return frames, None
-        keep = frames <= len(video.labels)  # only frames that an annotation line describes are encoded
+        keep = np.isin(frames, video.annotated)  # only annotated frames are encoded
         frames, jpgs = frames[keep], [p for p, k in zip(jpgs, keep) if k]
         if self._backbone is None:
             self._backbone = FrameBackboneFeatures(self.video_backbone, self.video_weights, self.video_input_size,
