@@ -126,7 +126,7 @@ def read_annotation(path: str | Path) -> np.ndarray:
         raise _err(path, f"line 1 must be the header 'valence,arousal', got {lines[0][:60]!r}" if lines else "is empty",
                    "use an annotation file of the VA track (VA_Estimation_Challenge), whose first line is "
                    "'valence,arousal'")
-    body = [ln for ln in lines[1:]]
+    body = list(lines[1:])
     while body and not body[-1].strip():  # a trailing blank line
         body.pop()
     if not body:

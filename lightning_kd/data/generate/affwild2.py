@@ -42,7 +42,8 @@ from lightning_kd.io import atomic_write_binary, atomic_write_text
 
 __all__ = ["AFFWILD2_DEFAULTS", "W_AUDIO", "W_FACE", "write_affwild2"]
 
-#: small by default: 6 + 3 raw videos (one with two faces) of 150-250 frames at 10 fps, 32 px faces (~3 MB)
+#: small by default: 6 + 3 raw videos (one with two faces) of 150-250 frames at 10 fps, 32 px faces (~10 MB, ~2000
+#: files; about 20 s to write on 2 busy cores)
 AFFWILD2_DEFAULTS = {"train_videos": 6, "valid_videos": 3, "frames": (150, 250), "fps": 10.0, "size": 32,
                      "audio_rate": 8000}
 W_FACE = np.array([0.7, 0.35])
