@@ -40,7 +40,7 @@ from lightning_kd.data.formats.affwild2 import (
 from lightning_kd.data.generate.video import frame_descriptor, render_face_frames, write_avi
 from lightning_kd.io import atomic_write_binary, atomic_write_text
 
-__all__ = ["AFFWILD2_DEFAULTS", "W_AUDIO", "W_FACE", "write_affwild2"]
+__all__ = ["W_AUDIO", "W_FACE", "write_affwild2"]
 
 #: small by default: 6 + 3 raw videos (one with two faces) of 150-250 frames at 10 fps, 32 px faces (~10 MB, ~2000
 #: files; about 20 s to write on 2 busy cores)
@@ -99,7 +99,8 @@ def write_affwild2(out: str | Path, train_videos: int = 6, valid_videos: int = 3
                    frames: tuple[int, int] = (150, 250), fps: float = 10.0, size: int = 32, audio_rate: int = 8000,
                    unannotated: float = 0.05, missing_faces: float = 0.05, features: bool = True,
                    seed: int = 0, overwrite: bool = False) -> Path:
-    """Write the Aff-Wild2 VA layout under ``out`` (module doc); returns ``out``.
+    """Write the Aff-Wild2 VA layout under ``out`` (module doc); returns ``out``. Small by default: 6 + 3 raw videos
+    (one with two faces) of 150-250 frames at 10 fps, 32 px faces: about 10 MB in 2000 files.
 
     Args:
         train_videos / valid_videos: raw videos of Train_Set / Validation_Set (the first of Train_Set has a
