@@ -1,6 +1,7 @@
 """Shared data layer: batch type, in-memory datamodules, on-disk format readers and generators."""
 
 from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
+from lightning_kd.data.affwild2_data import AffWild2DataModule
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.datamodule import InMemoryDataModule
 from lightning_kd.data.eeg_face_data import EEGFaceDataModule
@@ -20,6 +21,7 @@ from lightning_kd.data.semantic_graph import SemanticGraph
 from lightning_kd.data.split import SplitTensors
 
 __all__ = [
+    "AffWild2DataModule",
     "Batch",
     "BiovidDataModule",
     "DataFileNotFoundError",

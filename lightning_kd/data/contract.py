@@ -26,6 +26,7 @@ TARGET_KINDS: dict[str, str] = {
     "emotions": "multi-label emotions (IEMOCAP: Neutral, Happy, Sad, Angry)",
     "cluster_labels": "class labels of a clustering set",
     "class_index": "single-label class indices 0..K-1 (e.g. BioVid's 5 pain classes)",
+    "valence_arousal": "continuous valence and arousal in [-1, 1] (B, 2) (Aff-Wild2)",
 }
 
 #: kind of target -> the shipped configs for such data (named as the fix when a method gets data it cannot use)

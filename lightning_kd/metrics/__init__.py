@@ -1,6 +1,7 @@
 """Evaluation metrics (MMSA ``MetricsTop`` rules for sentiment regression; binary sentiment and emotion
 classification; clustering)."""
 
+from lightning_kd.metrics.ccc import CCC_KEYS, ValenceArousalCCC, valence_arousal_ccc
 from lightning_kd.metrics.classification import (
     BINARY_SENTIMENT_KEYS,
     EMOTIONS,
@@ -24,6 +25,9 @@ from lightning_kd.metrics.sentiment import (
 )
 
 __all__ = [
+    "CCC_KEYS",
+    "ValenceArousalCCC",
+    "valence_arousal_ccc",
     "BINARY_SENTIMENT_KEYS",
     "EMOTIONS",
     "ClassificationMetrics",

@@ -106,7 +106,9 @@ def generate_cli(argv: list[str] | None = None) -> None:
     ``lightning-kd generate deap --out DIR [--subjects N] [--trials N] [--seconds S] [--video-subjects N]
     [--missing-videos N] [--fps F] [--size PX] [--no-face-features] [--seed S]`` or
     ``lightning-kd generate biovid --out DIR [--subjects N] [--samples-per-class N] [--seconds S] [--fps F]
-    [--size PX] [--part A|B] [--no-features] [--seed S]``;
+    [--size PX] [--part A|B] [--no-features] [--seed S]`` or
+    ``lightning-kd generate affwild2 --out DIR [--train-videos N] [--valid-videos N] [--frames MIN MAX] [--fps F]
+    [--size PX] [--no-features] [--seed S]``;
     every one takes ``--force`` to replace an existing output."""
     parser = argparse.ArgumentParser(prog="lightning-kd generate", description="Write synthetic data in a real on-disk format.")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -198,6 +200,20 @@ def generate_cli(argv: list[str] | None = None) -> None:
     b.add_argument("--no-features", dest="video_features", action="store_false",
                    help="do not write video_features/<subject>/<sample>.npz")
     b.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser("affwild2", parents=[force], help="Aff-Wild2 VA layout (VA_Estimation_Challenge/, cropped_aligned/, "
+                       "videos/ with sound, face_features/, audio_features/)")
+    a.add_argument("--out", required=True, type=Path, help="output folder (the Aff-Wild2 root)")
+    a.add_argument("--train-videos", dest="train_videos", type=int, default=6,
+                   help="raw videos of Train_Set, the first with a _left/_right pair of faces (default 6)")
+    a.add_argument("--valid-videos", dest="valid_videos", type=int, default=3, help="raw videos of Validation_Set "
+                   "(default 3)")
+    a.add_argument("--frames", nargs=2, type=int, default=[150, 250], metavar=("MIN", "MAX"),
+                   help="frames per video (default 150 250)")
+    a.add_argument("--fps", type=float, default=10.0, help="video frame rate (default 10)")
+    a.add_argument("--size", type=int, default=32, help="face jpg height = width, multiple of 4 (default 32)")
+    a.add_argument("--no-features", dest="features", action="store_false",
+                   help="do not write face_features/ and audio_features/")
+    a.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         with _signals_exit():
@@ -218,6 +234,16 @@ def _run(args: argparse.Namespace) -> None:
             args.out)
         print(f"wrote {folder} (BioVid Part {args.part} layout: {args.subjects} subjects x 5 classes x "
               f"{args.samples_per_class} samples, {SAMPLES_CSV}, {BIO_DIR}/ _bio.csv, {VIDEO_DIR}/ .mp4)")
+        return
+    if args.format == "affwild2":
+        from lightning_kd.data.generate.affwild2 import write_affwild2
+
+        _refuse_overwrite(_targets(args.out, ["VA_Estimation_Challenge", "cropped_aligned", "videos"]), args.force)
+        folder = _write(lambda: write_affwild2(
+            args.out, train_videos=args.train_videos, valid_videos=args.valid_videos, frames=tuple(args.frames),
+            fps=args.fps, size=args.size, features=args.features, seed=args.seed, overwrite=args.force), args.out)
+        print(f"wrote {folder} (Aff-Wild2 VA layout: {args.train_videos + 1} + {args.valid_videos} annotated videos, "
+              "cropped_aligned/ jpgs, videos/ .avi with sound)")
         return
     if args.format == "deap":
         _run_deap(args)

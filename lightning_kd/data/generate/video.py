@@ -43,11 +43,13 @@ _CODECS = {
 }
 
 
-def write_avi(path: Path, frames: np.ndarray, fps: float, container: str = "avi") -> None:
+def write_avi(path: Path, frames: np.ndarray, fps: float, container: str = "avi", audio: np.ndarray | None = None,
+              audio_rate: int = 16000) -> None:
     """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an MJPEG ``.avi`` at ``fps`` (temporary file, then renamed);
     ``container="mp4"``: H.264 in an ``.mp4`` (module doc).
 
-    ``H`` and ``W`` must be even (the encoder's constraint); ``T >= 1``.
+    ``H`` and ``W`` must be even (the encoder's constraint); ``T >= 1``. ``audio`` (optional): a mono sound track
+    ``(n_samples,)`` float in [-1, 1] at ``audio_rate`` Hz, stored as 16-bit PCM (``pcm_s16le``).
     """
     import av
 
@@ -69,13 +71,30 @@ def write_avi(path: Path, frames: np.ndarray, fps: float, container: str = "avi"
             stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
             stream.pix_fmt = pix_fmt
             stream.options = dict(options)
+            sound = None if audio is None else out.add_stream("pcm_s16le", rate=int(audio_rate), layout="mono")
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     out.mux(packet)
             for packet in stream.encode():
                 out.mux(packet)
+            if sound is not None:
+                _encode_pcm(out, sound, audio, int(audio_rate))
 
     atomic_write_binary(Path(path), write)
+
+
+def _encode_pcm(container, stream, audio: np.ndarray, rate: int, chunk: int = 4096) -> None:
+    """Encode ``audio`` (mono float in [-1, 1]) as 16-bit PCM into ``stream`` of an open PyAV output container."""
+    import av
+
+    pcm = np.rint(np.clip(np.asarray(audio, dtype=np.float64).reshape(-1), -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(pcm), chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[None, i:i + chunk]), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def _template(size: int) -> tuple[np.ndarray, np.ndarray]:
