@@ -159,7 +159,7 @@ def write_affwild2(out: str | Path, train_videos: int = 6, valid_videos: int = 3
             sound = _sound(rng, np.mean(sound_views, axis=0) * np.sqrt(len(sound_views)) if pair else sound_views[0],
                            fps, audio_rate)
             sub = "batch1" if official == OFFICIAL_SETS[0] else "batch2"
-            write_avi(out / VIDEOS_DIR / sub / f"{raw}.avi", raw_frames, fps, sound, audio_rate)
+            write_avi(out / VIDEOS_DIR / sub / f"{raw}.avi", raw_frames, fps, audio=sound, audio_rate=audio_rate)
             if features:
                 pcm = np.rint(sound * 32767) / 32767  # what the 16-bit track holds
                 mel = {"features": log_mel_at(pcm, audio_rate, np.arange(n) / fps)}
