@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench_cdgkd"
 DATA = WORK / "data" / "deap"
+#: ``--rating-noise`` > 0: a second generated folder whose ratings are noisy self-reports of the felt emotion
+RATING_NOISE = 0.0
 STAGES = ("deap_teacher", "deap_eeg", "deap_video", "deap_ta1", "deap_ta2", "deap_student", "deap_student_kd",
           "deap_ta2_takd", "deap_student_takd")
 ROWS = {"deap_teacher": "teacher (EEG + face, rebalanced)", "deap_eeg": "EEG only",
@@ -48,20 +50,24 @@ ROWS = {"deap_teacher": "teacher (EEG + face, rebalanced)", "deap_eeg": "EEG onl
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
+def _data() -> Path:
+    return DATA if not RATING_NOISE else DATA.with_name(f"deap_rn{RATING_NOISE:g}")
+
+
 def _ensure_data(subjects: int = 12) -> None:
-    if not (DATA / "metadata_csv").exists():
+    if not (_data() / "metadata_csv").exists():
         from lightning_kd.data.generate.deap import write_deap
 
-        write_deap(DATA, subjects=subjects, seed=0)
+        write_deap(_data(), subjects=subjects, seed=0, rating_noise=RATING_NOISE)
 
 
 def _save_dir(seed: int, target: str) -> Path:
-    return WORK / f"{target}_s{seed}"
+    return WORK / (f"{target}_s{seed}" if not RATING_NOISE else f"rn{RATING_NOISE:g}_{target}_s{seed}")
 
 
 def _pipeline_args(seed: int, target: str, epochs: int, stages: tuple[str, ...] = STAGES) -> list[str]:
     return ["pipeline", *[f"configs/cdgkd/{s}.yaml" for s in stages], "--", "-c", "configs/cdgkd/tiny.yaml",
-            "--data.init_args.root", str(DATA), "--data.init_args.target", target, "--seed_everything", str(seed),
+            "--data.init_args.root", str(_data()), "--data.init_args.target", target, "--seed_everything", str(seed),
             "--trainer.max_epochs", str(epochs), "--trainer.logger.init_args.save_dir", str(_save_dir(seed, target)),
             *QUIET]
 
@@ -76,7 +82,7 @@ def run(seeds: list[int], targets: list[str], epochs: int, workers: int) -> None
     while queue or running:
         while queue and len(running) < workers:
             s, t = queue.pop(0)
-            log = open(WORK / f"{t}_s{s}.log", "w")
+            log = open(_save_dir(s, t).with_suffix(".log"), "w")
             cmd = [sys.executable, "-m", "lightning_kd.cli", *_pipeline_args(s, t, epochs)]
             running.append((s, t, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), time.time()))
             print(f"started {t} seed {s}", flush=True)
@@ -111,10 +117,12 @@ def summary(seeds: list[int], targets: list[str], epochs: int | None = None) -> 
                 if r is not None:
                     rows.append({"stage": stage, "target": t, "seed": s, **r})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {"protocol": "generated DEAP layout (12 participants, 11 with face video, data seed 0), subject-"
-                       "independent fold 0 of 5, configs/cdgkd/<stage>.yaml + configs/cdgkd/tiny.yaml",
-           "epochs": epochs, "seeds": seeds, "rows": rows}
-    (RESULTS / "cdgkd_deap.json").write_text(json.dumps(out, indent=2) + "\n")
+    out = {"protocol": "generated DEAP layout (12 participants, 11 with face video, data seed 0, rating noise "
+                       f"{RATING_NOISE:g}), subject-independent fold 0 of 5, configs/cdgkd/<stage>.yaml + "
+                       "configs/cdgkd/tiny.yaml", "rating_noise": RATING_NOISE, "epochs": epochs, "seeds": seeds,
+           "rows": rows}
+    name = "cdgkd_deap.json" if not RATING_NOISE else f"cdgkd_deap_rn{RATING_NOISE:g}.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2) + "\n")
     return table(rows, targets)
 
 
@@ -184,7 +192,11 @@ def main() -> None:
     p.add_argument("--targets", nargs="+", default=["arousal"], choices=["arousal", "valence"])
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--rating-noise", dest="rating_noise", type=float, default=0.0,
+                   help="generate (and use) a folder whose ratings are noisy self-reports (write_deap rating_noise)")
     a = p.parse_args()
+    global RATING_NOISE
+    RATING_NOISE = a.rating_noise
     if a.what == "run":
         run(a.seeds, a.targets, a.epochs, a.workers)
     elif a.what == "summary":

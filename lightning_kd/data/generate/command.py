@@ -181,6 +181,8 @@ def generate_cli(argv: list[str] | None = None) -> None:
                    "(default 32)")
     d.add_argument("--no-face-features", dest="face_features", action="store_false",
                    help="do not write face_features/sNN/sNN_trialMM.npz")
+    d.add_argument("--rating-noise", dest="rating_noise", type=float, default=0.0,
+                   help="self-report noise of the ratings (sd in units of the label factor; default 0)")
     d.add_argument("--seed", type=int, default=0)
     b = sub.add_parser("biovid", parents=[force], help="BioVid Heat Pain folder (samples.csv, biosignals_filtered/, "
                        "video/ .mp4, video_features/)")
@@ -314,7 +316,7 @@ def _run_deap(args: argparse.Namespace) -> None:
     folder = _write(lambda: write_deap(
         args.out, subjects=args.subjects, trials=args.trials, seconds=args.seconds,
         video_subjects=args.video_subjects, missing_videos=args.missing_videos, fps=args.fps, size=args.size,
-        seed=args.seed, face_features=args.face_features), args.out)
+        seed=args.seed, face_features=args.face_features, rating_noise=args.rating_noise), args.out)
     n_videos = sum(1 for _ in (folder / "face_video").rglob("*.avi"))
     print(f"wrote {folder} (DEAP layout: {args.subjects} x data_preprocessed_python/sNN.dat with data "
           f"({args.trials}, 40, {int(round((3 + args.seconds) * 128))}), {n_videos} face videos, {RATINGS_CSV})")

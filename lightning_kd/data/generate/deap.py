@@ -75,7 +75,7 @@ def write_py2_pickle(path: Path, obj: Any) -> None:
 
 def write_deap(out: str | Path, subjects: int = 8, trials: int = 20, seconds: float = 20.0,
                video_subjects: int | None = None, missing_videos: int = 1, fps: float = 5.0, size: int = 32,
-               seed: int = 0, face_features: bool = True) -> Path:
+               seed: int = 0, face_features: bool = True, rating_noise: float = 0.0) -> Path:
     """Write a DEAP folder under ``out`` (see the module doc); returns ``out``.
 
     Args:
@@ -86,6 +86,10 @@ def write_deap(out: str | Path, subjects: int = 8, trials: int = 20, seconds: fl
         fps / size: video frame rate and frame height = width (even).
         seed: every random draw comes from ``numpy.random.default_rng(seed)``.
         face_features: also write ``face_features/sNN/sNN_trialMM.npz`` (pooled-colour descriptors of the frames).
+        rating_noise: self-report noise: valence / arousal ratings come from ``z + rating_noise * n`` (``n ~ N(0, I)``
+            from its own stream ``default_rng([seed, 7919])``, so 0 gives exactly the noiseless files) while EEG and
+            face see the felt ``z``: the labels are then noisy reports that a teacher seeing ``z`` well can
+            denoise for a student (the setting where cross-modal distillation has something to transfer).
     """
     if subjects < 1 or trials < 1:
         raise ValueError(f"subjects={subjects}, trials={trials}: need at least 1 of each")
@@ -98,6 +102,9 @@ def write_deap(out: str | Path, subjects: int = 8, trials: int = 20, seconds: fl
                          f"<= subjects ({subjects}) and missing_videos >= 0")
     out = Path(out)
     rng = np.random.default_rng(seed)
+    if rating_noise < 0:
+        raise ValueError(f"rating_noise must be >= 0, got {rating_noise}")
+    report_rng = np.random.default_rng([seed, 7919])
     base = int(round(BASELINE_S * EEG_RATE_HZ))
     stim = int(round(seconds * EEG_RATE_HZ))
     n_frames = max(1, int(round(seconds * fps)))
@@ -105,7 +112,8 @@ def write_deap(out: str | Path, subjects: int = 8, trials: int = 20, seconds: fl
     for s in range(1, subjects + 1):
         factors = model.draw_factors(rng, trials)
         gains = model.subject_gains(rng)
-        val_aro = model.ratings(factors.z)
+        reported = factors.z + rating_noise * report_rng.standard_normal(factors.z.shape) if rating_noise else factors.z
+        val_aro = model.ratings(reported)
         labels = np.column_stack([val_aro, model.ratings(rng.standard_normal((trials, 2)))])  # + dominance, liking
         data = np.empty((trials, N_CHANNELS, base + stim), dtype=np.float32)
         for i in range(trials):
