@@ -81,6 +81,24 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     assert (a / files[0]).read_bytes() != (c / files[0]).read_bytes()
 
 
+def test_rating_noise_changes_only_the_valence_arousal_ratings(tmp_path: Path) -> None:
+    """rating_noise 0 writes the noiseless files byte for byte; > 0 changes the reported valence / arousal (and so
+    the labels), never the EEG or the faces, which see the felt emotion."""
+    kw = {"subjects": 1, "trials": 6, "seconds": 4.0, "seed": 5}
+    a, b = write_deap(tmp_path / "a", **kw), write_deap(tmp_path / "b", rating_noise=0.0, **kw)
+    noisy = write_deap(tmp_path / "n", rating_noise=0.5, **kw)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    clean, rough = _dat(a, 1), _dat(noisy, 1)
+    assert np.array_equal(clean["data"], rough["data"])
+    assert np.array_equal(clean["labels"][:, 2:], rough["labels"][:, 2:])
+    assert not np.array_equal(clean["labels"][:, :2], rough["labels"][:, :2])
+    videos = sorted(p.relative_to(a) for p in (a / "face_video").rglob("*.avi"))
+    assert videos and all((a / v).read_bytes() == (noisy / v).read_bytes() for v in videos)
+    with pytest.raises(ValueError, match="rating_noise"):
+        write_deap(tmp_path / "x", rating_noise=-1.0, **kw)
+
+
 def test_reader_round_trip(deap_root: Path) -> None:
     trials = read_deap(deap_root)
     assert [(t.subject, t.trial) for t in trials] == [(s, e) for s in range(1, 5) for e in range(1, TRIALS + 1)]

@@ -2,7 +2,9 @@
 of one trial, drawn from one ``numpy.random.Generator`` (seeded by the generator's ``--seed``).
 
 Per trial, two label factors ``z = (z_valence, z_arousal) ~ N(0, I)`` give the self-assessment ratings
-``r = clip(5 + 2 z, 1, 9)`` rounded to 0.01 (so ``r >= 5`` iff ``z >= 0``, about half the trials high).
+``r = clip(5 + 2 z, 1, 9)`` rounded to 0.01 (so ``r >= 5`` iff ``z >= 0``, about half the trials high). A writer's
+``rating_noise`` makes the ratings noisy self-reports ``z + rating_noise * n`` of the felt ``z`` that the EEG and
+the face see (``write_deap(..., rating_noise=0.5)``).
 
 * **EEG** (:func:`eeg_trial`, the 32 DEAP channels in Geneva order): per channel, pink-like background noise plus
   a 10 Hz alpha rhythm. Arousal scales the beta band (18-26 Hz) amplitude of the frontal and central channels by
@@ -14,7 +16,7 @@ Per trial, two label factors ``z = (z_valence, z_arousal) ~ N(0, I)`` give the s
   smooth per-frame wobble; ``u`` are label-free nuisance movements.
   :func:`~lightning_kd.data.generate.video.render_face_frames` draws them into frames.
 
-``W_EEG`` (0.85) > ``W_FACE`` (0.6), and the two noises are independent, so the EEG carries label information
+``W_EEG`` (0.92) > ``W_FACE`` (0.6), and the two noises are independent, so the EEG carries label information
 beyond the face: EEG + face beats face alone, which is clearly above chance (checked in
 ``tests/test_data_deap.py``). A subject changes the EEG channel gains (log-normal, sd 0.2) and the face's lighting.
 """
