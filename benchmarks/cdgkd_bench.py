@@ -1,6 +1,7 @@
 """CDGKD on the generated DEAP layout: the paper's comparison (Wu et al., IJCAI 2025, Table 2) re-run here.
 
-    python benchmarks/cdgkd_bench.py run [--seeds 1111 1112 1113] [--targets arousal] [--epochs 15]
+    python benchmarks/cdgkd_bench.py run --targets arousal valence --epochs 10           # the README's first table
+    python benchmarks/cdgkd_bench.py run --targets valence --epochs 10 --rating-noise 0.5  # noisy self-reports
     python benchmarks/cdgkd_bench.py summary            # table from the saved test metrics
     python benchmarks/cdgkd_bench.py timing             # one full chain on 2 threads + student throughput
 
@@ -16,12 +17,14 @@ participants' trials); every stage tests its best-validation checkpoint.
 | EEG only | deap_eeg | - |
 | student alone (video only) | deap_video | - |
 | student + plain KD | deap_student_kd | teacher (no drops) |
-| TAKD chain | deap_ta2_takd, deap_student_takd | TA1 <- teacher, TA2 <- TA1, student <- TA2 |
+| TAKD chain | deap_ta2_takd, deap_student_takd | TA1 <- teacher, TA2 <- TA1, student <- TA2 (TA1 is CDGKD's) |
 | CDGKD | deap_ta1, deap_ta2, deap_student | TA1 <- T; TA2 <- T, TA1; student <- T, TA1, TA2 (p = 0.5) |
 
 Seeds run in parallel processes with one thread each (``--workers``). Results:
-``benchmarks/results/cdgkd_deap.json`` (one row per stage x seed x target: acc, F1, fit seconds) and a markdown
-table (mean +- std over seeds) on stdout; ``timing`` writes ``benchmarks/results/cdgkd_timing.json``.
+``benchmarks/results/cdgkd_deap.json`` (one row per stage x seed x target: acc, F1, run directory) and a markdown
+table (mean +- std over seeds) on stdout (``cdgkd_deap_rn<x>.json`` with ``--rating-noise x``: a second generated
+folder whose ratings are noisy self-reports of the felt emotion, ``write_deap(rating_noise=x)``); ``timing`` writes
+``benchmarks/results/cdgkd_timing.json``.
 """
 
 from __future__ import annotations
