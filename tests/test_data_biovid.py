@@ -261,7 +261,8 @@ def test_backbone_features_from_the_mp4_and_cache(biovid_root: Path, tmp_path: P
     kw = dict(video_features="backbone", video_backbone="resnet10t", video_input_size=32, inputs=["video"], frames=3,
               cache_dir=str(tmp_path / "cache"))
     dm = _dm(biovid_root, **kw)
-    n = sum(len(dm.splits[s]) for s in ("train", "valid", "test"))
+    with pytest.warns(UserWarning, match="RANDOMLY"):  # no video_weights: random init, said once
+        n = sum(len(dm.splits[s]) for s in ("train", "valid", "test"))
     assert n == SUBJECTS * 2 * PER_CLASS and dm._backbone.encoded == n
     assert dm.feature_dims == {"video": 512} and dm.seq_lens == {"video": 3}
     again = _dm(biovid_root, **kw)
