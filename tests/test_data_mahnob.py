@@ -285,12 +285,18 @@ def test_label_signal_in_the_eeg(tmp_path):
 
 
 def test_datamodule_takes_every_base_option_with_the_base_default():
-    import inspect
+    """What the CLI sees (jsonargparse follows ``**kwargs`` into the base): every base option, in order, with the
+    base default, plus ``skip_incomplete``."""
+    from jsonargparse import ArgumentParser
 
     from lightning_kd.data.eeg_face_data import EEGFaceDataModule
 
-    base = inspect.signature(EEGFaceDataModule.__init__).parameters
-    mine = inspect.signature(MAHNOBDataModule.__init__).parameters
+    def options(cls: type) -> dict:
+        parser = ArgumentParser()
+        parser.add_class_arguments(cls, "d")
+        return {a.dest[2:]: a.default for a in parser._actions if a.dest.startswith("d.")}
+
+    base, mine = options(EEGFaceDataModule), options(MAHNOBDataModule)
     assert [n for n in mine if n in base] == list(base)
-    assert all(mine[n].default == p.default for n, p in base.items())
+    assert all(mine[n] == d for n, d in base.items())
     assert set(mine) - set(base) == {"skip_incomplete"}

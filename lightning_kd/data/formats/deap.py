@@ -34,7 +34,6 @@ from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.eeg_face import DEAP_EEG_CHANNELS, EEG_RATE_HZ, EEGFaceTrial
 from lightning_kd.data.eeg_face_data import EEGFaceDataModule
 from lightning_kd.data.formats.common import load_pickle
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 
 __all__ = [
     "BASELINE_S", "DAT_DIR", "FEATURE_DIR", "RATINGS_COLUMNS", "RATINGS_CSV", "RATING_NAMES", "VIDEO_DIR",
@@ -195,41 +194,6 @@ class DEAPDataModule(EEGFaceDataModule):
         subjects: participant ids (default: every ``sNN.dat`` found).
         Other arguments: see :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
     """
-
-    def __init__(
-        self,
-        root: str,
-        subjects: list[int] | None = None,
-        target: str = "arousal",
-        threshold: float = 5.0,
-        protocol: str = "subject_independent",
-        n_folds: int = 5,
-        fold: int = 0,
-        split_seed: int = 0,
-        valid_by: str = "trials",
-        channels: list[str] | None = None,
-        window_s: float = 4.0,
-        frames_per_window: int = 5,
-        inputs: list[str] = ["eeg", "face"],  # noqa: B006 - read only
-        video_trials_only: bool | None = None,
-        face_features: str = "file",
-        video_backbone: str = "resnet18",
-        video_weights: str | None = None,
-        video_input_size: int = 112,
-        video_device: str = "cpu",
-        cache_dir: str = "data/cache/face",
-        standardize: bool = True,
-        batch_size: int = 32,
-        seed: int | None = None,
-        predict_split: str = "test",
-        eval_batch_size: int | None = None,
-        train_missing: MissingAugmentation | None = None,
-        eval_missing: MissingCondition | None = None,
-    ) -> None:
-        super().__init__(root, subjects, target, threshold, protocol, n_folds, fold, split_seed, valid_by, channels,
-                         window_s, frames_per_window, inputs, video_trials_only, face_features, video_backbone,
-                         video_weights, video_input_size, video_device, cache_dir, standardize, batch_size, seed,
-                         predict_split, eval_batch_size, train_missing, eval_missing)
 
     def read_trials(self) -> list[EEGFaceTrial]:
         return read_deap(self.root, self.subjects)

@@ -38,14 +38,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.eeg_face import DEAP_EEG_CHANNELS, EEGFaceTrial
 from lightning_kd.data.eeg_face_data import EEGFaceDataModule
-from lightning_kd.data.missing import MissingAugmentation, MissingCondition
 
 if TYPE_CHECKING:
     import mne
@@ -330,45 +329,8 @@ class MAHNOBDataModule(EEGFaceDataModule):
         Other arguments: see :class:`~lightning_kd.data.eeg_face_data.EEGFaceDataModule`.
     """
 
-    def __init__(
-        self,
-        root: str,
-        subjects: list[int] | None = None,
-        target: str = "arousal",
-        threshold: float = 5.0,
-        protocol: str = "subject_independent",
-        n_folds: int = 5,
-        fold: int = 0,
-        split_seed: int = 0,
-        valid_by: str = "trials",
-        channels: list[str] | None = None,
-        window_s: float = 4.0,
-        frames_per_window: int = 5,
-        inputs: list[str] = ["eeg", "face"],  # noqa: B006 - read only
-        video_trials_only: bool | None = None,
-        face_features: str = "file",
-        video_backbone: str = "resnet18",
-        video_weights: str | None = None,
-        video_input_size: int = 112,
-        video_device: str = "cpu",
-        cache_dir: str = "data/cache/face",
-        standardize: bool = True,
-        skip_incomplete: bool = False,
-        batch_size: int = 32,
-        seed: int | None = None,
-        predict_split: str = "test",
-        eval_batch_size: int | None = None,
-        train_missing: MissingAugmentation | None = None,
-        eval_missing: MissingCondition | None = None,
-    ) -> None:
-        super().__init__(root=root, subjects=subjects, target=target, threshold=threshold, protocol=protocol,
-                         n_folds=n_folds, fold=fold, split_seed=split_seed, valid_by=valid_by, channels=channels,
-                         window_s=window_s, frames_per_window=frames_per_window, inputs=inputs,
-                         video_trials_only=video_trials_only, face_features=face_features,
-                         video_backbone=video_backbone, video_weights=video_weights, video_input_size=video_input_size,
-                         video_device=video_device, cache_dir=cache_dir, standardize=standardize, batch_size=batch_size,
-                         seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
-                         train_missing=train_missing, eval_missing=eval_missing)
+    def __init__(self, root: str, *, skip_incomplete: bool = False, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
         self.skip_incomplete = bool(skip_incomplete)
 
     def read_trials(self) -> list[EEGFaceTrial]:
