@@ -50,3 +50,11 @@ def test_regression_heads_with_another_loss() -> None:
 def test_no_teacher_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one"):
         select_teacher([], torch.tensor([0]))
+
+
+def test_counts_by_name() -> None:
+    stats = DistillStats()
+    select_teacher(HEADS, torch.tensor([1, 0]), stats, prefix="selected/", names=("joint", "vis", "phy"))
+    assert stats.compute() == {"selected/joint": 0.0, "selected/vis": 1.0, "selected/phy": 0.0}
+    with pytest.raises(ValueError, match="2 names for 3"):
+        select_teacher(HEADS, torch.tensor([1, 0]), stats, names=("a", "b"))

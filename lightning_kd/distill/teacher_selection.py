@@ -25,7 +25,7 @@ SELECTED_PREFIX = "selected/teacher_"
 
 def select_teacher(logits: Sequence[Tensor], labels: Tensor, stats: DistillStats | None = None,
                    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-                   prefix: str = SELECTED_PREFIX) -> tuple[Tensor, Tensor]:
+                   prefix: str = SELECTED_PREFIX, names: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
     """The teacher whose head has the lowest batch loss.
 
     Args:
@@ -34,6 +34,7 @@ def select_teacher(logits: Sequence[Tensor], labels: Tensor, stats: DistillStats
             with ``F.mse_loss``).
         stats: if given, ``stats.count(f"{prefix}{i}", 1 if i was chosen else 0)`` for every teacher ``i``.
         loss_fn: the per-teacher loss, reduced to a scalar (cross-entropy by default).
+        names: the teachers' names in the counts (``f"{prefix}{names[i]}"``); None: their indices.
 
     Returns:
         ``(index, losses)``: the chosen teacher as a 0-d long tensor (``int(index)`` for a Python int;
@@ -45,7 +46,9 @@ def select_teacher(logits: Sequence[Tensor], labels: Tensor, stats: DistillStats
     with torch.no_grad():
         losses = torch.stack([loss_fn(z.detach(), labels).reshape(()) for z in logits])
         index = torch.argmin(losses)  # first minimum on ties
+    if names is not None and len(names) != len(logits):
+        raise ValueError(f"select_teacher: {len(names)} names for {len(logits)} teachers")
     if stats is not None:
         for i in range(len(logits)):
-            stats.count(f"{prefix}{i}", (index == i).long())
+            stats.count(f"{prefix}{names[i] if names is not None else i}", (index == i).long())
     return index, losses

@@ -10,6 +10,11 @@ the physiological backbone of MT-PKDOT (Aslam et al., arXiv 2408.09035, Sec. "te
   (``Conv1d(C, widths[0], stem_kernel)``, BN, ReLU, max-pool), one stage of ``blocks`` basic blocks per width
   (3-tap convolutions, stride 2 from the second stage on, 1 x 1 projection shortcuts), global average pooling,
   Linear to ``out_dim`` when ``widths[-1]`` differs.
+* ``kind="envelope"`` (the cheapest, position-aware): the log-RMS envelope per channel over windows of ``hop``
+  samples (``log(sqrt(mean x^2) + 1e-6)``, the usual EMG amplitude feature), flattened over channels and windows,
+  then an MLP ``Linear(C * windows, widths[-1]) -> ReLU -> Linear(out_dim)``. A subject's gain is an additive
+  constant of the log envelope, so the MLP can compare the envelope's parts (e.g. the response mid-window against
+  its edges) where a globally pooled CNN sees mostly the mean amplitude.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from torch import Tensor, nn
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.options import options
 
-__all__ = ["BasicBlock1d", "BiosignalEncoder", "BiosignalEncoderOptions", "log_spectrogram"]
+__all__ = ["BasicBlock1d", "BiosignalEncoder", "BiosignalEncoderOptions", "log_rms_envelope", "log_spectrogram"]
 
 
 @dataclass(frozen=True)
@@ -31,15 +36,17 @@ class BiosignalEncoderOptions:
     """Options of :class:`BiosignalEncoder`.
 
     Attributes:
-        kind: ``"resnet1d"`` (raw signal) or ``"spectrogram"`` (STFT image through a timm backbone).
+        kind: ``"resnet1d"`` (raw signal), ``"spectrogram"`` (STFT image through a timm backbone) or ``"envelope"``
+            (log-RMS envelope through an MLP; needs ``samples``).
         out_dim: width of the output embedding (512).
         widths / blocks / stem_kernel: the 1-D ResNet's stage widths (64, 128, 256, 512), basic blocks per
             stage (2) and stem kernel (7).
         backbone: timm model name for ``"spectrogram"`` (``resnet18``).
-        n_fft / hop: STFT size and hop in samples (256 / 32 at 512 Hz: 0.5 s windows every 62.5 ms).
+        n_fft / hop: STFT size and hop in samples (256 / 32 at 512 Hz: 0.5 s windows every 62.5 ms); ``hop`` is
+            also the envelope's window (``"envelope"``).
     """
 
-    kind: Literal["resnet1d", "spectrogram"] = "resnet1d"
+    kind: Literal["resnet1d", "spectrogram", "envelope"] = "resnet1d"
     out_dim: int = 512
     widths: tuple[int, ...] = (64, 128, 256, 512)
     blocks: int = 2
@@ -55,6 +62,14 @@ def log_spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
     spec = torch.stft(x.reshape(b * c, t), n_fft=n_fft, hop_length=hop,
                       window=torch.hann_window(n_fft, device=x.device, dtype=x.dtype), return_complex=True)
     return torch.log1p(spec.abs()).reshape(b, c, *spec.shape[1:])
+
+
+def log_rms_envelope(x: Tensor, hop: int, windows: int) -> Tensor:
+    """``(B, C, T)`` -> ``(B, C, windows)``: ``log(sqrt(mean x^2) + 1e-6)`` over consecutive windows of ``hop`` samples
+    (the first ``windows * hop`` samples)."""
+    b, c, _ = x.shape
+    seg = x[..., : windows * hop].reshape(b, c, windows, hop).float()
+    return torch.log(seg.pow(2).mean(-1).sqrt() + 1e-6).to(x.dtype)
 
 
 class BasicBlock1d(nn.Module):
@@ -78,6 +93,7 @@ class BiosignalEncoder(nn.Module):
 
     Args:
         channels: ``C``.
+        samples: ``T`` (needed by ``kind="envelope"`` only).
         opts: :class:`BiosignalEncoderOptions` (instance, mapping or None); ``overrides`` replace single fields.
 
     Raises:
@@ -85,7 +101,7 @@ class BiosignalEncoder(nn.Module):
     """
 
     def __init__(self, channels: int, opts: BiosignalEncoderOptions | dict[str, Any] | None = None,
-                 **overrides: Any) -> None:
+                 samples: int | None = None, **overrides: Any) -> None:
         super().__init__()
         o = self.options = options(BiosignalEncoderOptions, opts, **overrides)
         self.channels, self.out_dim = int(channels), o.out_dim
@@ -112,8 +128,16 @@ class BiosignalEncoder(nn.Module):
                                   "from timm.list_models(), e.g. resnet18 (resnet10t for a small one)")
             self.body = timm.create_model(o.backbone, pretrained=False, in_chans=self.channels, num_classes=0)
             width = self.body.num_features
+        elif o.kind == "envelope":
+            if samples is None or samples < o.hop or not o.widths:
+                raise ConfigError(f"biosignal encoder: envelope needs the window length in samples (>= hop {o.hop}) "
+                                  f"and a hidden width (widths), got samples={samples}, widths {list(o.widths)}")
+            self.windows = int(samples) // o.hop
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(self.channels * self.windows, o.widths[-1]), nn.ReLU())
+            width = o.widths[-1]
         else:
-            raise ConfigError(f"biosignal encoder: kind must be 'resnet1d' or 'spectrogram', got {o.kind!r}")
+            raise ConfigError(f"biosignal encoder: kind must be 'resnet1d', 'spectrogram' or 'envelope', got "
+                              f"{o.kind!r}")
         self.out = nn.Linear(width, o.out_dim) if width != o.out_dim else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -122,4 +146,6 @@ class BiosignalEncoder(nn.Module):
             raise ValueError(f"biosignal encoder expects (B, {self.channels}, T) signals, got {tuple(x.shape)}")
         if self.options.kind == "spectrogram":
             x = log_spectrogram(x, self.options.n_fft, self.options.hop)
+        elif self.options.kind == "envelope":
+            x = log_rms_envelope(x, self.options.hop, self.windows)
         return self.out(self.body(x))
