@@ -33,10 +33,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from parallel import run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -79,22 +80,8 @@ def run(seeds: list[int], targets: list[str], epochs: int, workers: int) -> None
     os.chdir(ROOT)
     _ensure_data()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    queue = [(s, t) for t in targets for s in seeds]
-    running: list[tuple[int, str, subprocess.Popen, float]] = []
-    WORK.mkdir(parents=True, exist_ok=True)
-    while queue or running:
-        while queue and len(running) < workers:
-            s, t = queue.pop(0)
-            log = open(_save_dir(s, t).with_suffix(".log"), "w")
-            cmd = [sys.executable, "-m", "lightning_kd.cli", *_pipeline_args(s, t, epochs)]
-            running.append((s, t, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), time.time()))
-            print(f"started {t} seed {s}", flush=True)
-        time.sleep(5)
-        for item in list(running):
-            s, t, p, t0 = item
-            if p.poll() is not None:
-                running.remove(item)
-                print(f"finished {t} seed {s}: rc {p.returncode}, {time.time() - t0:.0f} s", flush=True)
+    run_jobs([(f"{t} seed {s}", [sys.executable, "-m", "lightning_kd.cli", *_pipeline_args(s, t, epochs)],
+               _save_dir(s, t).with_suffix(".log")) for t in targets for s in seeds], env, workers)
     print(summary(seeds, targets, epochs))
 
 

@@ -25,10 +25,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from parallel import run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -93,21 +94,8 @@ def run(seeds: list[int], workers: int, epochs: dict[str, int], models: list[str
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     # longest jobs first so the two workers finish together
     order = sorted(((m, s) for s in seeds for m in models), key=lambda j: MODEL_ORDER.index(j[0]))
-    queue, running = list(order), []
-    WORK.mkdir(parents=True, exist_ok=True)
-    while queue or running:
-        while queue and len(running) < workers:
-            m, s = queue.pop(0)
-            log = open(WORK / f"{m}_s{s}.log", "w")
-            cmd = [sys.executable, __file__, "job", m, str(s), "--epochs", json.dumps(epochs)]
-            running.append((m, s, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), time.time()))
-            print(f"started {m} seed {s}", flush=True)
-        time.sleep(5)
-        for item in list(running):
-            m, s, p, t = item
-            if p.poll() is not None:
-                running.remove(item)
-                print(f"finished {m} seed {s}: rc {p.returncode}, {time.time() - t:.0f} s", flush=True)
+    run_jobs([(f"{m} seed {s}", [sys.executable, __file__, "job", m, str(s), "--epochs", json.dumps(epochs)],
+               WORK / f"{m}_s{s}.log") for m, s in order], env, workers)
     summary(seeds, models)
 
 

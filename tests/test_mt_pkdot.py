@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mt_pkdot_helpers import TinyVideoBioData, fit_stage, stage_chain, tiny_kwargs, trainer
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.distill.teacher import TeacherError
 from lightning_kd.methods.mt_pkdot import MTPKDOT
-from mt_pkdot_helpers import TinyVideoBioData, fit_stage, stage_chain, tiny_kwargs, trainer
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,22 @@ def test_fusion_teacher_beats_the_visual_stage_on_data_where_the_signal_helps(tm
         (metrics,) = trainer(tmp_path).test(m, datamodule=data, verbose=False)
         acc[name] = metrics["test/acc"]
     assert acc["fusion"] > acc["visual"] + 0.05, acc
+
+
+def test_five_classes_and_valence_arousal_metrics() -> None:
+    from lightning_kd.data.batch import Batch
+
+    five = MTPKDOT(**tiny_kwargs("visual", net={**tiny_kwargs("visual")["net"], "outputs": 5}))  # type: ignore[dict-item]
+    assert MTPKDOT.data_needs({"role": "visual"}).accepts_target("class_index")
+    batch = Batch(inputs={"video": torch.randn(10, 4, 6)}, target=torch.arange(10) % 5, index=torch.arange(10))
+    with torch.no_grad(), pytest.warns(UserWarning, match="trainer"):  # self.log outside a Trainer: a no-op
+        five._eval_step(batch, "test", five.test_metrics)
+    assert set(five.test_metrics.compute()) == {"acc", "F1"}
+    va = MTPKDOT(**tiny_kwargs("visual", loss={"task": "ccc"}))
+    target = torch.rand(10, 2) * 2 - 1
+    with torch.no_grad(), pytest.warns(UserWarning, match="trainer"):
+        va._eval_step(Batch(inputs={"video": torch.randn(10, 4, 6)}, target=target, index=torch.arange(10)), "test",
+                      va.test_metrics)
+        pred = va.predict_step(Batch(inputs={"video": torch.randn(3, 4, 6)}, target=target[:3],
+                                     index=torch.arange(3)), 0)["prediction"]
+    assert set(va.test_metrics.compute()) == {"ccc_valence", "ccc_arousal", "ccc_mean"} and pred.shape == (3, 2)
