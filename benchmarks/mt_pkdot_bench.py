@@ -20,6 +20,8 @@ videos. Every stage tests its best-validation checkpoint.
 | PKDOT (single joint teacher, CE + 0.6 OT) | ``<ds>_pkdot`` | the fusion teacher's joint embedding |
 | MT-PKDOT without OT (cosine feature KD) | ``<ds>_no_ot`` | as MT-PKDOT |
 | student network, no KD | ``<ds>_no_kd`` | - (frozen visual backbone + hallucination + fusion) |
+| MT-PKDOT, visual backbone fine-tuned | ``<ds>_finetune`` | as MT-PKDOT (``train_visual: true``) |
+| MT-PKDOT, fusion started from the teacher's | ``<ds>_warm`` | as MT-PKDOT (``init_fusion: teacher``) |
 
 Seeds run in parallel processes with one thread each (``--workers``). Results:
 ``benchmarks/results/mt_pkdot.json`` (one row per stage x seed x data set: metrics, run directory), a markdown table
@@ -46,9 +48,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench_mt_pkdot"
 DATASETS = ("biovid", "affwild2")
 STAGES = ("0_visual", "1_privileged", "2_fusion", "3_align", "4_hallucination", "5_student", "baseline", "pkdot",
-          "no_ot", "no_kd")
+          "no_ot", "no_kd", "finetune", "warm")
 ROWS = {"baseline": "visual-only baseline", "5_student": "MT-PKDOT (OT)", "pkdot": "PKDOT (joint teacher, OT)",
         "no_ot": "MT-PKDOT without OT (cosine KD)", "no_kd": "student network, no KD",
+        "finetune": "MT-PKDOT, visual backbone fine-tuned", "warm": "MT-PKDOT, fusion started from the teacher's",
         "0_visual": "teacher: visual", "1_privileged": "teacher: privileged", "2_fusion": "teacher: fusion (joint)",
         "3_align": "teacher: fusion after alignment"}
 METRICS = {"biovid": ("acc", "F1"), "affwild2": ("ccc_valence", "ccc_arousal", "ccc_mean")}
@@ -122,7 +125,7 @@ def summary(seeds: list[int], datasets: list[str], epochs: int | None = None) ->
                 metrics = json.loads((run_dir / "test_metrics.json").read_text())["metrics"]
                 row = {"dataset": ds, "stage": stage, "seed": s, "run_dir": str(run_dir.relative_to(ROOT))}
                 row.update({k: metrics[k] for k in METRICS[ds] if k in metrics})
-                if stage in ("5_student", "pkdot", "no_ot"):
+                if stage in ("5_student", "pkdot", "no_ot", "finetune", "warm"):
                     row["selection"] = _selection(run_dir)
                 rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,7 @@ def table(rows: list[dict], seeds: list[int]) -> str:
         lines += ["", f"{ds} ({len(seeds)} seeds, mean +- std)", "",
                   "| row | " + " | ".join(names) + " | per seed (" + names[-1 if ds == "affwild2" else 0] + ") |",
                   "|---|" + "---|" * (len(names) + 1)]
-        for stage in ("baseline", "5_student", "pkdot", "no_ot", "no_kd", "0_visual", "1_privileged", "2_fusion",
+        for stage in ("baseline", "5_student", "pkdot", "no_ot", "no_kd", "finetune", "warm", "0_visual", "1_privileged", "2_fusion",
                       "3_align"):
             rs = sorted((r for r in sub if r["stage"] == stage), key=lambda r: r["seed"])
             if not rs:

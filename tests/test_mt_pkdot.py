@@ -179,3 +179,34 @@ def test_five_classes_and_valence_arousal_metrics() -> None:
         pred = va.predict_step(Batch(inputs={"video": torch.randn(3, 4, 6)}, target=target[:3],
                                      index=torch.arange(3)), 0)["prediction"]
     assert set(va.test_metrics.compute()) == {"ccc_valence", "ccc_arousal", "ccc_mean"} and pred.shape == (3, 2)
+
+
+def test_student_fine_tunes_its_visual_backbone_on_request(chain: dict[str, Path], tmp_path: Path) -> None:
+    module, _ = fit_stage("student", tmp_path, [chain["align"], chain["hallucination"]], epochs=1,
+                          train_visual=True, init_fusion="teacher")
+    optimised = {id(p) for g in module.trainer.optimizers[0].param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in [*module.net.fusion.parameters(), *module.net.encoders.parameters()]}
+    assert not _equal(_part(module, "encoders.visual."), _part(_ckpt_net(chain["visual"]), "encoders.visual."))
+    assert _equal(_part(module, "hallucination."), _part(_ckpt_net(chain["hallucination"]), "hallucination."))
+    assert module.net.encoders.training and not module.net.hallucination.training
+    warm = MTPKDOT(**tiny_kwargs("student", teacher_ckpts=[str(chain["align"]), str(chain["hallucination"])],
+                                 init_fusion="teacher"))
+    warm.attach_teachers()
+    warm.init_from_teachers()
+    assert _equal(_part(warm, "fusion."), _part(_ckpt_net(chain["align"]), "fusion."))
+    with pytest.raises(ConfigError, match="init_fusion"):
+        MTPKDOT(**tiny_kwargs("student", init_fusion="copy"))
+
+
+def test_resumed_student_ends_where_an_uninterrupted_one_ends(chain: dict[str, Path], tmp_path: Path) -> None:
+    import lightning.pytorch as pl
+
+    teachers = [str(chain["align"]), str(chain["hallucination"])]
+    full, _ = fit_stage("student", tmp_path / "full", chain_paths := [chain["align"], chain["hallucination"]],
+                        epochs=2, seed=7)
+    _, half = fit_stage("student", tmp_path / "half", chain_paths, epochs=1, seed=7)
+    pl.seed_everything(7, verbose=False)
+    resumed = MTPKDOT(**tiny_kwargs("student", teacher_ckpts=teachers))
+    trainer(tmp_path / "resumed", epochs=2).fit(resumed, datamodule=TinyVideoBioData(seed=7), ckpt_path=half)
+    assert _equal(_part(resumed, "fusion."), _part(full, "fusion."))
+    assert not _equal(_part(resumed, "fusion."), _part(_ckpt_net(half), "fusion."))

@@ -44,7 +44,7 @@ def test_feature_kd_by_hand_and_teacher_detached() -> None:
     assert kd.item() == pytest.approx((3 - 1 / math.sqrt(2)) / 2)
     kd.backward()
     assert teacher.grad is None and student.grad is not None and student.grad.abs().sum() > 0
-    assert float(feature_kd(teacher, student, "mse")) == pytest.approx((0 + 1 + 0 + 25) / 4)
+    assert feature_kd(teacher, student, "mse").item() == pytest.approx((0 + 1 + 0 + 25) / 4)
 
 
 def test_student_loss_weights() -> None:

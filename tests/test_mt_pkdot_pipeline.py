@@ -17,12 +17,13 @@ from lightning_kd.callbacks.distillation import STATS_CSV
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 STAGES = ("0_visual", "1_privileged", "2_fusion", "3_align", "4_hallucination", "5_student")
-ROWS = ("baseline", "pkdot", "no_ot", "no_kd")
+ROWS = ("baseline", "pkdot", "no_ot", "no_kd", "finetune", "warm")
 TAUGHT = {"0_visual": [], "1_privileged": [], "2_fusion": ["0_visual", "1_privileged"], "3_align": ["2_fusion"],
           "4_hallucination": ["0_visual", "1_privileged"], "5_student": ["3_align", "4_hallucination"],
           "baseline": [], "pkdot": ["2_fusion", "4_hallucination"], "no_ot": ["3_align", "4_hallucination"],
-          "no_kd": ["3_align", "4_hallucination"]}
-ROLE = {"baseline": "visual", "pkdot": "student", "no_ot": "student", "no_kd": "student"}
+          "no_kd": ["3_align", "4_hallucination"], "finetune": ["3_align", "4_hallucination"],
+          "warm": ["3_align", "4_hallucination"]}
+ROLE = {"baseline": "visual", "pkdot": "student", "no_ot": "student", "no_kd": "student", "finetune": "student", "warm": "student"}
 
 
 @pytest.mark.parametrize("ds", ["biovid", "affwild2"])

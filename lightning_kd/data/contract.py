@@ -33,8 +33,8 @@ TARGET_KINDS: dict[str, str] = {
 CONFIGS_FOR: dict[str, str] = {
     "score": "configs/dmd/*.yaml, configs/fusion/*.yaml or configs/corrkd/{mosi,mosei,synthetic}_*.yaml",
     "emotions": "configs/corrkd/iemocap_*.yaml",
-    "binary": "configs/cdgkd/*.yaml (EEG + face) or configs/mt_pkdot/biovid_*.yaml (video + biosignals)",
-    "class_index": "configs/mt_pkdot/biovid_*.yaml with data.init_args.task 5class and model.init_args.net.outputs 5",
+    "binary": "configs/cdgkd/*.yaml or configs/mt_pkdot/biovid_*.yaml",
+    "class_index": "configs/mt_pkdot/biovid_*.yaml",
     "valence_arousal": "configs/mt_pkdot/affwild2_*.yaml",
     "cluster_labels": "configs/vlsg/*.yaml",
 }
