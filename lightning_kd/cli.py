@@ -417,6 +417,10 @@ def main(argv: list[str] | None = None) -> None:
             generate_cli(args[1:])
         elif args and args[0] == "pipeline":
             pipeline_cli(args[1:])
+        elif args and args[0] == "benchmark":
+            from lightning_kd.benchmark import main as benchmark_main
+
+            benchmark_main(args[1:])
         else:
             build_cli(None if argv is None else args)
     except Exception as err:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse's instantiation
