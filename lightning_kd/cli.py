@@ -7,6 +7,7 @@
     lightning-kd pipeline configs/cdgkd/deap_{teacher,ta1,ta2,student}.yaml -- -c configs/cdgkd/tiny.yaml ...
         # stages named after the files; `teacher_stages: [deap_teacher, deap_ta1]` in a stage config picks its
         # teachers; re-running skips up-to-date stages (pipeline.json)
+    lightning-kd benchmark -c configs/benchmark/sentiment.yaml [--out DIR]   # methods x data sets x seeds
 """
 
 from __future__ import annotations
