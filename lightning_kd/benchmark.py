@@ -275,14 +275,12 @@ def collect(suite: Suite, out: Path) -> list[dict[str, Any]]:
 
 
 def _plot(suite: Suite, rows: list[dict[str, Any]], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     groups = [(d, c) for d in suite.datasets for c in suite.conditions
               if any(r["dataset"] == d and r["condition"] == c for r in rows)]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(groups), 3.2))
+    axes = fig.subplots(1, len(groups), squeeze=False)
     for ax, (d, c) in zip(axes[0], groups):
         names, means, sds = [], [], []
         for m in suite.methods:
@@ -300,7 +298,6 @@ def _plot(suite: Suite, rows: list[dict[str, Any]], metric: str, path: Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
-    plt.close(fig)
     os.replace(tmp, path)
 
 

@@ -153,16 +153,14 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path, title: str = "",
 
     Without an F1 or MAE column the first accuracy (else the first metric) is plotted; ``incomplete``: the
     settings the ``avg`` rows average (for the legend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
     keys = [k for k in rows[0] if k not in ("condition", "setting", "rate")]
     panels = [k for k in (headline(keys), "MAE") if k is not None and k in keys]
     if not panels:  # neither an F1 nor MAE: the first accuracy, else the first metric
         panels = [next((k for k in keys if "acc" in k.lower()), keys[0])] if keys else []
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1) + 1.6, 4), squeeze=False)
+    fig = Figure(figsize=(5 * max(len(panels), 1) + 1.6, 4))
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)
     settings = list(dict.fromkeys(r["setting"] for r in rows if r["setting"] != "avg"))
     settings += ["avg"] if any(r["setting"] == "avg" for r in rows) else []
     for ax, key in zip(axes[0], panels):
@@ -181,5 +179,4 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path, title: str = "",
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(path)

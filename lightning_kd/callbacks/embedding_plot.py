@@ -29,14 +29,12 @@ def embed_2d(x: np.ndarray, method: Literal["tsne", "pca"] = "tsne", seed: int =
 
 def plot_embedding(xy: np.ndarray, clusters: np.ndarray, path: str | Path, title: str = "") -> Path:
     """Scatter ``xy (N, 2)`` coloured by ``clusters (N,)``; saved as PNG at ``path`` (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
     from lightning_kd.io import atomic_write_binary
 
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    fig = Figure(figsize=(6, 6), dpi=110)
+    ax = fig.subplots()
     ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab10" if clusters.max() < 10 else "tab20", s=4, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -44,7 +42,6 @@ def plot_embedding(xy: np.ndarray, clusters: np.ndarray, path: str | Path, title
     fig.tight_layout()
     path = Path(path)
     atomic_write_binary(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
     return path
 
 
