@@ -86,17 +86,31 @@ Predict = Callable[[nn.Module, Batch], Tensor]
 
 class ExportWrapper(nn.Module):
     """``forward(*features, *masks)`` -> the method's prediction through its own eval path (see the module
-    docstring for each method's order)."""
+    docstring for each method's order).
+
+    The LightningModule is held as a plain attribute, not as a submodule: its children (the networks) are
+    registered here instead, so tracing sees every parameter but never reads the LightningModule's properties
+    (``trainer``, ``teacher``, ... raise outside a fit). Buffers of the LightningModule itself (VLSG's k-means
+    centres) are traced as constants."""
 
     def __init__(self, module: nn.Module, signature: Signature, predict: Predict) -> None:
         super().__init__()
-        self.module, self.signature, self._predict = module, signature, predict
+        object.__setattr__(self, "_method", module)
+        self.parts = nn.ModuleDict({name: child for name, child in module.named_children()
+                                    if next(child.parameters(), None) is not None
+                                    or next(child.buffers(), None) is not None})
+        self.signature, self._predict = signature, predict
+
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped LightningModule."""
+        return self._method
 
     def forward(self, *tensors: Tensor) -> Tensor:
         n = len(self.signature.inputs)
         batch = Batch(inputs=dict(zip(self.signature.inputs, tensors[:n])),
                       masks=dict(zip(self.signature.masks, tensors[n:])))
-        return self._predict(self.module, batch)
+        return self._predict(self._method, batch)
 
 
 def _ordered(names: Sequence[str]) -> tuple[str, ...]:
@@ -165,6 +179,7 @@ def wrap(module: nn.Module) -> ExportWrapper:
         raise ConfigError(f"{name} has no exporter; `lightning-kd export` supports {', '.join(sorted(_METHODS))}. "
                           "Fix: export a run of one of these methods.")
     signature, predict = _METHODS[name](module)
+    module.eval()
     return ExportWrapper(module, signature, predict).eval()
 
 
@@ -244,17 +259,9 @@ def _onnx_bytes(wrapper: ExportWrapper, example: tuple[Tensor, ...], opset: int)
 
 
 def _torchscript_bytes(wrapper: ExportWrapper, example: tuple[Tensor, ...]) -> bytes:
-    # as LightningModule.to_torchscript does: its `trainer` property must not raise while the tracer walks the tree
-    lightning = [m for m in wrapper.modules() if hasattr(m, "_jit_is_scripting")]
-    for m in lightning:
-        m._jit_is_scripting = True
     buf = io.BytesIO()
-    try:
-        with _tracing(), torch.no_grad():
-            torch.jit.save(torch.jit.trace(wrapper, example, check_trace=False), buf)
-    finally:
-        for m in lightning:
-            m._jit_is_scripting = False
+    with _tracing(), torch.no_grad():
+        torch.jit.save(torch.jit.trace(wrapper, example, check_trace=False), buf)
     return buf.getvalue()
 
 

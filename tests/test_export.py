@@ -245,3 +245,20 @@ def test_help_and_missing_onnx_packages(monkeypatch: pytest.MonkeyPatch, capsys:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name))
     with pytest.raises(ConfigError, match=r"needs onnxruntime \(the `export` extra\)\. Fix: pip install"):
         require_onnx()
+
+
+def test_students_export_before_their_teachers_are_loaded(tiny_mmsa_aligned: Path, tmp_path: Path) -> None:
+    """`lightning-kd export` builds a student without loading its teachers (they are loaded only to fit)."""
+    from lightning_kd.methods.corrkd import CorrKD
+
+    dm = _mmsa(tiny_mmsa_aligned)
+    student = CorrKD(dm.feature_dims, role="student", teacher_ckpt=str(tmp_path / "never_read.ckpt"),
+                     net={"dim": 8, "heads": 2, "layers": 1})
+    wrapper = wrap(student)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    x = batch_inputs(batch, wrapper.signature)
+    for fmt in FORMATS:
+        path = export_module(wrapper, tuple(t[:EXAMPLE_BATCH] for t in x), fmt, tmp_path / f"s.{fmt}")
+        with torch.no_grad():
+            torch.testing.assert_close(run_exported(path, fmt, x), student(batch).logits, atol=ATOL, rtol=0)
