@@ -1,7 +1,9 @@
-"""The ``lightning-kd`` command: LightningCLI (subclass mode) plus a ``generate`` subcommand for data.
+"""The ``lightning-kd`` command: LightningCLI (subclass mode) plus ``generate`` (data), ``pipeline`` (stage chains),
+``benchmark`` (suites, :mod:`lightning_kd.benchmark`) and ``export`` (ONNX / TorchScript, :mod:`lightning_kd.export`).
 
     lightning-kd fit|validate|test|predict -c configs/<method>/<config>.yaml [--key value ...]
     lightning-kd robustness -c <run>/config.yaml --ckpt_path <ckpt>   # missing-modality grid
+    lightning-kd export -c <run>/config.yaml --ckpt_path <ckpt> --format onnx|torchscript --out FILE
     lightning-kd generate mmsa --out data/synthetic/mosi_aligned.pkl
     lightning-kd pipeline configs/corrkd/synthetic_teacher.yaml configs/corrkd/synthetic_student.yaml [-- --key value ...]
     lightning-kd pipeline configs/cdgkd/deap_{teacher,ta1,ta2,student}.yaml -- -c configs/cdgkd/tiny.yaml ...
@@ -192,10 +194,11 @@ def _import(class_path: str) -> Any:
         return None
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> KDCLI:
-    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (notebooks, sweeps, tests)."""
+def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[KDCLI] = KDCLI) -> KDCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (notebooks, sweeps, tests);
+    ``cli_class``: a subclass of :class:`KDCLI` (e.g. one that builds without running, for ``export``)."""
     register_safe_globals()  # Lightning's own checkpoint loads accept what the teacher loader accepts
-    return KDCLI(
+    return cli_class(
         pl.LightningModule,
         pl.LightningDataModule,
         trainer_class=KDTrainer,
@@ -422,6 +425,10 @@ def main(argv: list[str] | None = None) -> None:
             from lightning_kd.benchmark import main as benchmark_main
 
             benchmark_main(args[1:])
+        elif args and args[0] == "export":
+            from lightning_kd.export import export_cli
+
+            export_cli(args[1:])
         else:
             build_cli(None if argv is None else args)
     except Exception as err:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse's instantiation
