@@ -121,7 +121,8 @@ def load_suite(path: str | Path) -> Suite:
         if not configs:
             raise ConfigError(f"{path}: methods.{name} names no configs. Fix: set methods.{name}.configs to one "
                               "config (fit) or the stage configs of a pipeline.")
-        methods[str(name)] = {"configs": configs, "args": _strings((m or {}).get("args"), f"{path}: methods.{name}.args")}
+        args = _strings((m or {}).get("args"), f"{path}: methods.{name}.args")
+        methods[str(name)] = {"configs": configs, "args": args}
     datasets = {}
     for name, d in doc["datasets"].items():
         d = d or {}

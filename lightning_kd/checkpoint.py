@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 #: key of the entry ``{"method": "<module>.<class>", "version": ...}`` that every lightning_kd checkpoint holds
+#: the fix named when a --ckpt_path (or a checkpoint to export) is unusable
+CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
 CHECKPOINT_KEY = "lightning_kd"
 
 

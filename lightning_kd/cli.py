@@ -29,6 +29,7 @@ from lightning_kd.callbacks import EpochSeed, PredictionCSVWriter, RunDirSaveCon
 from lightning_kd.callbacks.run_dir import output_dir_problem, planned_run_dir, remove_unused_run_dir
 from lightning_kd.checkpoint import (
     CHECKPOINT_KEY,
+    CKPT_FIX,
     ConfigError,
     OutputPathError,
     UserError,
@@ -38,7 +39,6 @@ from lightning_kd.checkpoint import (
 from lightning_kd.io import atomic_write_text, file_sha256
 from lightning_kd.trainer import KDTrainer
 
-CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
 #: ``--ckpt_path`` values Lightning resolves itself (no local file to check here)
 _LIGHTNING_CKPT_NAMES = ("best", "last", "hpc")
 
@@ -212,6 +212,18 @@ def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[K
         run=run,
         auto_configure_optimizers=False,
     )
+
+
+class _BuildOnlyCLI(KDCLI):
+    """Builds model, data and trainer from the arguments and runs nothing (``lightning-kd export``)."""
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def build_only(args: list[str]) -> KDCLI:
+    """The CLI built from ``args`` (e.g. ``test -c CONFIG --ckpt_path CKPT``) without running the subcommand."""
+    return build_cli(args, cli_class=_BuildOnlyCLI)
 
 
 TEACHER_OPTION = "--model.init_args.teacher_ckpt"
@@ -428,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args and args[0] == "export":
             from lightning_kd.export import export_cli
 
-            export_cli(args[1:])
+            export_cli(args[1:], build_only)
         else:
             build_cli(None if argv is None else args)
     except Exception as err:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse's instantiation

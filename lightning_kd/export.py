@@ -2,9 +2,9 @@
 
     lightning-kd export -c <run>/config.yaml --ckpt_path <ckpt> --format onnx --out student.onnx
 
-The config and checkpoint are read as ``lightning-kd test`` reads them (:func:`lightning_kd.cli.build_cli`: the
-data is linked into the model, ``--ckpt_path`` is read with ``weights_only=True`` and must hold the configured
-method), then the weights are loaded and the module is put in eval mode. :class:`ExportWrapper` takes positional
+The config and checkpoint are read as ``lightning-kd test`` reads them (:func:`lightning_kd.cli.build_only`, which
+the CLI passes in: the data is linked into the model, ``--ckpt_path`` is read with ``weights_only=True`` and must
+hold the configured method), then the weights are loaded and the module is put in eval mode. :class:`ExportWrapper` takes positional
 tensors and calls the method's own eval path (nothing of the forward pass is rewritten here); the graph is traced
 on two samples of the data's test split, with a dynamic batch axis.
 
@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-from lightning_kd.checkpoint import CheckpointMismatchError, ConfigError, OutputPathError, load_checkpoint
+from lightning_kd.checkpoint import CKPT_FIX, CheckpointMismatchError, ConfigError, OutputPathError, load_checkpoint
 from lightning_kd.data.batch import Batch
 from lightning_kd.io import atomic_write_binary
 
@@ -58,7 +58,6 @@ FORMATS = ("onnx", "torchscript")
 OPSET = 17
 #: the data contract's inputs in the order exported graphs take them; other names (``view_0``, ...) follow, sorted
 INPUT_ORDER = ("text", "text_bert", "audio", "vision", "face", "eeg", "video", "bio")
-CKPT_FIX = "Fix: pass a checkpoint written by `lightning-kd fit` (runs/<name>/version_N/checkpoints/*.ckpt)."
 
 
 @dataclass(frozen=True)
@@ -308,24 +307,20 @@ def run_exported(path: str | Path, fmt: str, inputs: Sequence[Tensor], names: Se
 
 
 # -- from a run's config and checkpoint --------------------------------------------------------------------------
-def load_for_export(config: str | Path, ckpt_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
+def load_for_export(config: str | Path, ckpt_path: str | Path, build_only: Callable[[list[str]], Any],
+                    overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """The configured method with the checkpoint's weights (eval mode) and its datamodule, built as
-    ``lightning-kd test -c CONFIG --ckpt_path CKPT`` builds them (on the CPU, without a logger, running nothing)."""
-    from lightning_kd.cli import CKPT_FIX as FIX
-    from lightning_kd.cli import KDCLI, build_cli
+    ``lightning-kd test -c CONFIG --ckpt_path CKPT`` builds them (on the CPU, without a logger, running nothing).
 
+    ``build_only``: :func:`lightning_kd.cli.build_only` (passed in by the CLI, so this module does not import it)."""
     if not Path(config).is_file():
         raise ConfigError(f"config {config} not found (no such file). Fix: pass a run's config.yaml "
                           "(runs/<name>/version_N/config.yaml) or a config under configs/.")
-    class _BuildOnly(KDCLI):
-        def _run_subcommand(self, subcommand: str) -> None:  # build model, data and trainer; run nothing
-            pass
-
     args = ["test", "-c", str(config), "--ckpt_path", str(ckpt_path), "--trainer.logger=false",
             "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", *overrides]
-    cli = build_cli(args, cli_class=_BuildOnly)
+    cli = build_only(args)
     model = cli.model
-    checkpoint = load_checkpoint(ckpt_path, fix=FIX)
+    checkpoint = load_checkpoint(ckpt_path, fix=CKPT_FIX)
     model.on_load_checkpoint(checkpoint)  # the method tag; VLSG builds its network for the stored centres
     model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
     return model.cpu().eval(), cli.datamodule
@@ -341,15 +336,17 @@ class ExportResult:
     max_abs_diff: float
 
 
-def export_run(config: str | Path, ckpt_path: str | Path, fmt: str, out: str | Path, overrides: Sequence[str] = (),
-               opset: int = OPSET) -> ExportResult:
-    """Export a trained run (see the module docstring) and check the file against the eval path on the example."""
+def export_run(config: str | Path, ckpt_path: str | Path, fmt: str, out: str | Path,
+               build_only: Callable[[list[str]], Any], overrides: Sequence[str] = (), opset: int = OPSET
+               ) -> ExportResult:
+    """Export a trained run (see the module docstring) and check the file against the eval path on the example;
+    ``build_only``: :func:`lightning_kd.cli.build_only`."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}. Fix: use one of {', '.join(FORMATS)}.")
     check_out(out)
     if fmt == "onnx":
         require_onnx()
-    model, datamodule = load_for_export(config, ckpt_path, overrides)
+    model, datamodule = load_for_export(config, ckpt_path, build_only, overrides)
     wrapper = wrap(model)
     example = example_inputs(datamodule, wrapper.signature)
     path = export_module(wrapper, example, fmt, out, opset)
@@ -366,8 +363,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def export_cli(argv: Sequence[str]) -> ExportResult:
-    """``lightning-kd export -c CONFIG --ckpt_path CKPT --format onnx|torchscript --out FILE [--key value ...]``."""
+def export_cli(argv: Sequence[str], build_only: Callable[[list[str]], Any]) -> ExportResult:
+    """``lightning-kd export -c CONFIG --ckpt_path CKPT --format onnx|torchscript --out FILE [--key value ...]``;
+    ``build_only``: :func:`lightning_kd.cli.build_only`."""
     parser = _Parser(prog="lightning-kd export", description=(
         "Export the inference network of a trained run (DMD, fusion, CorrKD, CDGKD, MT-PKDOT, VLSG) to ONNX or "
         "TorchScript with a dynamic batch axis; inputs are named as in the data contract (text, audio, vision, "
@@ -380,7 +378,7 @@ def export_cli(argv: Sequence[str]) -> ExportResult:
     parser.add_argument("--out", required=True, help="the file to write (written atomically)")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     args, overrides = parser.parse_known_args(list(argv))
-    result = export_run(args.config, args.ckpt_path, args.format, args.out, overrides, args.opset)
+    result = export_run(args.config, args.ckpt_path, args.format, args.out, build_only, overrides, args.opset)
     sig = result.signature
     print(f"lightning-kd export: wrote {result.path} ({args.format}; inputs {', '.join(sig.names)} -> {sig.output}, "
           f"dynamic batch); max |exported - PyTorch| on 2 test samples: {result.max_abs_diff:.2e}", flush=True)
