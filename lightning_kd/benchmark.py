@@ -155,13 +155,23 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "lightning_kd.cli"]
 
 
-def _prepare(suite: Suite, dataset: str, log) -> None:
+def _prepare(suite: Suite, dataset: str, out: Path, log) -> None:
+    """Run the data set's ``prepare`` command unless ``creates`` exists; one trial at a time (a lock file under
+    ``OUT``), so side-by-side trials (``--workers``, sweep agents and array tasks sharing ``OUT``) never write the
+    same files at once."""
+    import fcntl
+
     d = suite.datasets[dataset]
     creates = d.get("creates")
     if not d["prepare"] or (creates and Path(creates).exists()):
         return
-    proc = subprocess.run([*_cli(), *d["prepare"]], stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode and not (creates and Path(creates).exists()):  # another trial may have written it meanwhile
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f".prepare-{dataset}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if creates and Path(creates).exists():  # written by the trial that held the lock before us
+            return
+        proc = subprocess.run([*_cli(), *d["prepare"]], stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode:
         raise ConfigError(f"preparing data set {dataset} of {suite.path} failed (`lightning-kd "
                           f"{' '.join(d['prepare'])}`, exit {proc.returncode}); see the trial log")
 
@@ -195,7 +205,7 @@ def run_trial(suite: Suite, trial: Trial, out: Path) -> dict[str, Any]:
     t0 = time.time()
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
     with open(tdir / "trial.log", "a") as log:
-        _prepare(suite, trial.dataset, log)
+        _prepare(suite, trial.dataset, out, log)
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode

@@ -120,3 +120,27 @@ def test_suite_runs_resumes_and_fans_out_as_a_wandb_sweep(tiny_mmsa_aligned: Pat
     with pytest.raises(SystemExit):
         main(["benchmark", "-c", str(suite_file), "--out", str(out), "--trial", "7"])
     assert "out of range" in capsys.readouterr().err
+
+
+def test_side_by_side_trials_prepare_a_data_set_once(tmp_path: Path) -> None:
+    """Two trials of one data set starting together: the second waits for the first's `generate` and reuses its
+    file (without the lock its `generate` would refuse to overwrite the half-written folder or file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightning_kd.benchmark import _prepare
+
+    data = tmp_path / "mosi.pkl"
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "seeds": [1, 2], "methods": {"fusion": {"configs": ["configs/fusion/synthetic.yaml"]}},
+        "datasets": {"tiny": {"prepare": ["generate", "mmsa", "--out", str(data), "--n", "8", "4", "4", "--dims",
+                                          "6", "3", "4", "--lengths", "5", "5", "5"], "creates": str(data)}}}))
+    suite = load_suite(suite_file)
+    paths = [tmp_path / "a.log", tmp_path / "b.log"]
+    logs = [p.open("w") for p in paths]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda log: _prepare(suite, "tiny", tmp_path / "out", log), logs))
+    for log in logs:
+        log.close()
+    written = [p.read_text() for p in paths]
+    assert data.is_file() and sum("wrote" in w for w in written) == 1, written  # one generate ran; the other reused
