@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -33,6 +32,7 @@ __all__ = ["CANDIDATES", "MTPKDOTLossOptions", "batch_ccc_loss", "feature_kd", "
 #: the teachers a student may learn from: the joint embedding and the two adapted unimodal ones
 CANDIDATES = ("joint", "adapted_visual", "adapted_privileged")
 Task = Literal["ce", "ccc", "mse"]
+TASKS = ("ce", "ccc", "mse")
 
 
 def batch_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -53,7 +53,7 @@ def task_loss(logits: Tensor, target: Tensor, task: Task) -> Tensor:
         return batch_ccc_loss(logits, target.reshape(logits.shape))
     if task == "mse":
         return F.mse_loss(logits.float(), target.float().reshape(logits.shape))
-    raise ConfigError(f"MT-PKDOT loss.task must be 'ce', 'ccc' or 'mse', got {task!r}")
+    raise ConfigError(f"MT-PKDOT loss.task must be one of {', '.join(TASKS)}, got {task!r}")
 
 
 def feature_kd(teacher: Tensor, student: Tensor, kind: Literal["cosine", "mse"]) -> Tensor:
@@ -114,5 +114,6 @@ def loss_options(value: MTPKDOTLossOptions | dict[str, Any] | None) -> MTPKDOTLo
         raise ConfigError(f"MT-PKDOT loss.teachers {list(o.teachers)}: need a non-empty subset of {list(CANDIDATES)}")
     if o.kd not in ("ot", "cosine", "mse", "none"):
         raise ConfigError(f"MT-PKDOT loss.kd must be 'ot', 'cosine', 'mse' or 'none', got {o.kd!r}")
-    task_loss(torch.zeros(1, 2), torch.zeros(1, 2) if o.task != "ce" else torch.zeros(1), o.task)  # unknown task
+    if o.task not in TASKS:
+        raise ConfigError(f"MT-PKDOT loss.task must be one of {', '.join(TASKS)}, got {o.task!r}")
     return o

@@ -45,7 +45,7 @@ from lightning_kd.nn.sequence import ConvTransformerEncoder, masked_mean
 from lightning_kd.options import options
 
 __all__ = ["ROLES", "SOURCES", "MTPKDOTNet", "MTPKDOTNetOptions", "MTPKDOTOutput", "SequenceEmbedding",
-           "SequenceEmbeddingOptions", "role_inputs"]
+           "SequenceEmbeddingOptions", "net_options", "role_inputs"]
 
 ROLES = ("visual", "privileged", "fusion", "align", "hallucination", "student")
 #: the parts each role copies from its teachers: role -> {teacher role: part prefixes}; the first matching teacher
@@ -180,7 +180,7 @@ class MTPKDOTNet(nn.Module):
                  net: MTPKDOTNetOptions | dict[str, Any] | None = None, seq_lens: dict[str, int] | None = None
                  ) -> None:
         super().__init__()
-        n = self.options = _net_options(net)
+        n = self.options = net_options(net)
         self.role = role
         self.parts = role_parts(role)
         self.inputs = role_inputs(role, n.visual_input, n.privileged_input)
@@ -248,7 +248,7 @@ class MTPKDOTNet(nn.Module):
         return MTPKDOTOutput(fused.logits, fused.joint, emb, logits_by_name)
 
 
-def _net_options(net: MTPKDOTNetOptions | dict[str, Any] | None) -> MTPKDOTNetOptions:
+def net_options(net: MTPKDOTNetOptions | dict[str, Any] | None) -> MTPKDOTNetOptions:
     """The options with their nested groups as dataclasses (a config or checkpoint gives them as mappings)."""
     n = options(MTPKDOTNetOptions, net)
     return options(MTPKDOTNetOptions, n, visual=options(SequenceEmbeddingOptions, n.visual),

@@ -57,7 +57,7 @@ from lightning_kd.methods.mt_pkdot.model import (
     MTPKDOTNet,
     MTPKDOTNetOptions,
     MTPKDOTOutput,
-    _net_options,
+    net_options,
     role_inputs,
 )
 from lightning_kd.metrics.ccc import ValenceArousalCCC
@@ -97,7 +97,7 @@ class MTPKDOT(TeacherMixin, MethodModule):
         """The role's inputs (the student: the visual one, plus the privileged one for its teachers when fitting);
         classes (``task: ce``) or valence / arousal."""
         role = str(hparams.get("role", "visual"))
-        net = _net_options(hparams.get("net"))
+        net = net_options(hparams.get("net"))
         task = loss_options(hparams.get("loss")).task
         privileged = (net.privileged_input,) if role == "student" else ()
         targets = ("binary", "class_index") if task == "ce" else ("valence_arousal",)
@@ -122,7 +122,7 @@ class MTPKDOT(TeacherMixin, MethodModule):
         lr_scheduler: Literal["plateau", "none"] = "none",
     ) -> None:
         super().__init__(lr, weight_decay, lr_factor, lr_patience, lr_scheduler)
-        net_o, loss_o = _net_options(net), loss_options(loss)
+        net_o, loss_o = net_options(net), loss_options(loss)
         self.save_hyperparameters()
         self.save_options(net=net_o, loss=loss_o)
         if init_fusion not in ("fresh", "teacher"):
