@@ -7,11 +7,14 @@ sparse-dense matmuls. Nothing is ever materialised as an ``N x N`` dense matrix.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from lightning_kd.nn.ann import ANNOptions
 
 __all__ = ["knn_graph", "knn_search", "normalized_laplacian_filter", "sparse_max_symmetrize"]
 
@@ -45,14 +48,21 @@ def knn_search(
     metric: Literal["cosine", "euclidean"] = "cosine",
     block_size: int = 1024,
     include_self: bool = False,
+    rows: Tensor | None = None,
+    search: Literal["exact", "ivf", "hnsw"] = "exact",
+    ann: ANNOptions | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The ``k`` nearest rows of every row of ``x`` ``(N, D)``, searched in row blocks.
+    """The ``k`` nearest rows of every row of ``x`` ``(N, D)`` (or of the rows ``rows``), searched in row blocks.
 
     Returns ``(indices (N, k) int64, scores (N, k))`` sorted nearest first; scores are cosine
     similarities (``"cosine"``) or squared Euclidean distances (``"euclidean"``). Each block of
     ``block_size`` rows forms one ``(block_size, N)`` temporary from which :func:`torch.topk` keeps the
     ``k`` best, so memory is ``O(N k + block_size N)``, never ``O(N^2)``. The point itself is masked
     out unless ``include_self``. Ties are resolved by :func:`torch.topk` (deterministic on CPU).
+
+    ``rows`` (int64 row numbers) searches the neighbours of those rows only, among all ``N`` rows (``(len(rows), k)``
+    results; e.g. an exact reference for a sample of queries). ``search="ivf"`` or ``"hnsw"`` is the approximate
+    search of :func:`lightning_kd.nn.ann.ann_search` (faiss, options ``ann``) over all rows instead.
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
@@ -64,6 +74,12 @@ def knn_search(
         raise ValueError(f"k must be in [1, {max_k}] for N={n}, include_self={include_self}; got {k}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if search != "exact":
+        if rows is not None:
+            raise ValueError("rows is only supported by the exact search")
+        from lightning_kd.nn.ann import ann_search
+
+        return ann_search(x, k, metric, search, ann, include_self)
     if not x.is_floating_point():
         x = x.float()
     x = x.detach()
@@ -73,20 +89,22 @@ def knn_search(
     else:
         sq = (x * x).sum(dim=1)
 
-    nbr_idx = torch.empty(n, k, dtype=torch.int64, device=x.device)
-    nbr_val = torch.empty(n, k, dtype=x.dtype, device=x.device)
-    for start in range(0, n, block_size):
-        stop = min(start + block_size, n)
+    m = n if rows is None else rows.numel()
+    nbr_idx = torch.empty(m, k, dtype=torch.int64, device=x.device)
+    nbr_val = torch.empty(m, k, dtype=x.dtype, device=x.device)
+    for start in range(0, m, block_size):
+        stop = min(start + block_size, m)
         b = stop - start
-        block = x[start:stop] @ x.T  # (b, N), the only dense temporary
+        ids = torch.arange(start, stop, device=x.device) if rows is None else rows[start:stop].to(x.device)
+        block = (x[start:stop] if rows is None else x[ids]) @ x.T  # (b, N), the only dense temporary
         if metric == "euclidean":
-            block.mul_(-2.0).add_(sq.unsqueeze(0)).add_(sq[start:stop].unsqueeze(1)).clamp_(min=0.0)
+            block.mul_(-2.0).add_(sq.unsqueeze(0)).add_(sq[ids].unsqueeze(1)).clamp_(min=0.0)
         local = torch.arange(b, device=x.device)
         if include_self:
             if metric == "euclidean":
-                block[local, start + local] = 0.0  # exact zero self-distance despite rounding
+                block[local, ids] = 0.0  # exact zero self-distance despite rounding
         else:
-            block[local, start + local] = float("inf") if metric == "euclidean" else float("-inf")
+            block[local, ids] = float("inf") if metric == "euclidean" else float("-inf")
         vals, idx = torch.topk(block, k, dim=1, largest=(metric == "cosine"), sorted=True)
         nbr_idx[start:stop] = idx
         nbr_val[start:stop] = vals

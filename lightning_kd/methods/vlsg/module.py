@@ -28,10 +28,27 @@ from lightning_kd.options import options
 __all__ = ["VLSG", "EvaluatedSamples"]
 
 
+def _cat_consuming(parts: list[Tensor] | Tensor) -> Tensor:
+    """``torch.cat`` of a list of batches that frees every batch once copied: the peak is the result plus one batch,
+    not twice the data (8 GB of latent codes at N = 1M). A tensor (the state after a DDP gather) is returned as is."""
+    if isinstance(parts, Tensor) or not parts:
+        return dim_zero_cat(parts)
+    out = torch.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype,
+                      device=parts[0].device)
+    pos = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        out[pos:pos + p.shape[0]] = p
+        pos += p.shape[0]
+    return out
+
+
 class EvaluatedSamples(Metric):
     """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
     (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
-    repeats). Clustering needs all samples, so the epoch end clusters what this collected."""
+    repeats). Clustering needs all samples, so the epoch end clusters what this collected. In one process
+    :meth:`compute` consumes the collected batches while concatenating them (the caller resets the metric next)."""
 
     full_state_update = False
 
@@ -46,7 +63,7 @@ class EvaluatedSamples(Metric):
         self.target.append(target.detach())
 
     def compute(self) -> tuple[Tensor, Tensor, Tensor]:
-        idx, emb, tgt = (dim_zero_cat(getattr(self, n)) for n in ("index", "embedding", "target"))
+        idx, emb, tgt = (_cat_consuming(getattr(self, n)) for n in ("index", "embedding", "target"))
         if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
             return idx, emb, tgt
         order = torch.argsort(idx, stable=True)
@@ -90,7 +107,13 @@ class VLSG(MethodModule):
             ``"features"`` (k-means on the normalised feature heads) or ``"labels"`` (argmax of the label heads
             averaged over views).
         kmeans_init: k-means restarts (scikit-learn ``n_init``).
-        kmeans_seed: k-means ``random_state``; ``None`` = the run's ``seed_everything`` value.
+        kmeans_seed: k-means ``random_state`` (and the seed of the ``kmeans_fit_size`` subsample); ``None`` = the
+            run's ``seed_everything`` value.
+        kmeans_fit_size: ``None`` fits k-means on all N embeddings; a number fits the centres (same restarts, same
+            k-means++) on that many embeddings drawn uniformly at random (seeded), then assigns every sample to its
+            nearest centre in blocks. The centres of a uniform subsample estimate the full fit's (the standard
+            large-N approximation, cf. mini-batch k-means, Sculley, WWW 2010); it bounds the time and scikit-learn's
+            float32 copies (``N x V latent``: 8 GB at N = 1M with 4 views) to the subsample. For N >~ 200k.
         lr, weight_decay: Adam (constant learning rate, as MFLVC: the base's ``lr_scheduler="none"``; a plateau
             schedule would watch ``val/loss``, which clustering does not log).
         seq_lens: accepted for the CLI link; multi-view inputs are vectors.
@@ -115,6 +138,7 @@ class VLSG(MethodModule):
         cluster_on: Literal["features", "latent", "labels"] = "latent",
         kmeans_init: int = 10,
         kmeans_seed: int | None = None,
+        kmeans_fit_size: int | None = None,
         lr: float = 3e-4,
         weight_decay: float = 0.0,
         seq_lens: dict[str, int] | None = None,
@@ -122,6 +146,9 @@ class VLSG(MethodModule):
         super().__init__(lr=lr, weight_decay=weight_decay, lr_scheduler="none")
         if cluster_on not in ("features", "latent", "labels"):
             raise ValueError(f"cluster_on must be 'features', 'latent' or 'labels', got {cluster_on!r}")
+        if kmeans_fit_size is not None and kmeans_fit_size < 1:
+            raise ConfigError(f"model.init_args.kmeans_fit_size must be >= 1 (samples) or null (all), got "
+                              f"{kmeans_fit_size}")
         self.net_options, self.loss_options = options(VLSGNetOptions, net), options(VLSGLossOptions, loss)
         self.save_hyperparameters(ignore=["seq_lens"])
         self.save_options(net=self.net_options, loss=self.loss_options)
@@ -253,15 +280,26 @@ class VLSG(MethodModule):
         return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", "0"))
 
     def fit_clusters(self, embedding: Tensor) -> Tensor:
-        """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
+        """k-means (scikit-learn) of ``embedding (N, D)`` (on a subsample: ``kmeans_fit_size``); stores the centres
+        and returns the cluster ids."""
         from sklearn.cluster import KMeans
 
         x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
-        km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=self._kmeans_seed(),
-                    copy_x=False).fit(x)
+        n, size, seed = len(x), self.hparams.kmeans_fit_size, self._kmeans_seed()
+        subsample = size is not None and size < n
+        if subsample and size < self.num_clusters:
+            raise ConfigError(f"model.init_args.kmeans_fit_size={size} is below the {self.num_clusters} clusters; "
+                              "raise it (e.g. 100000) or set null (all samples)")
+        fit = x[np.sort(np.random.default_rng(seed).choice(n, size, replace=False))] if subsample else x
+        km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=seed, copy_x=False).fit(fit)
         self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
         self.centers_fitted.fill_(True)
-        return torch.as_tensor(km.labels_, dtype=torch.int64)
+        if not subsample:
+            return torch.as_tensor(km.labels_, dtype=torch.int64)
+        del fit
+        block = 65536  # scikit-learn's predict, block by block: no whole-array temporaries
+        return torch.as_tensor(np.concatenate([km.predict(x[i:i + block]) for i in range(0, n, block)]),
+                               dtype=torch.int64)
 
     def assign(self, embedding: Tensor) -> Tensor:
         """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
