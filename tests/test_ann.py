@@ -147,6 +147,28 @@ def test_kmeans_on_a_subsample_assigns_every_sample() -> None:
         vlsg(kmeans_fit_size=2).fit_clusters(emb)
     with pytest.raises(ConfigError, match="kmeans_fit_size must be >= 1"):
         vlsg(kmeans_fit_size=0)
+    with pytest.raises(ConfigError, match="embedding_dtype must be 'float32' or 'float16'"):
+        vlsg(embedding_dtype="int8")
+
+
+def test_half_precision_embeddings_give_the_same_clusters() -> None:
+    """``embedding_dtype: float16`` keeps the collected embeddings in half precision; k-means reads them as float32."""
+    from lightning_kd.methods.vlsg.module import EvaluatedSamples
+
+    g = torch.Generator().manual_seed(1)
+    emb = torch.nn.functional.normalize(torch.randn(4, 16, generator=g)[torch.arange(600) % 4]
+                                        + 0.3 * torch.randn(600, 16, generator=g), dim=1)
+    m = EvaluatedSamples(torch.float16)
+    m.update(torch.arange(600), emb, torch.arange(600) % 4)
+    _, half, _ = m.compute()
+    assert half.dtype == torch.float16 and (half.float() - emb).abs().max() < 1e-3
+    model = VLSG({"view_0": 16}, num_clusters=4, net={"hidden": [8], "latent": 8, "feature_dim": 16}, kmeans_init=2,
+                 kmeans_seed=0, cluster_on="features", kmeans_fit_size=200, embedding_dtype="float16")
+    full = VLSG({"view_0": 16}, num_clusters=4, net={"hidden": [8], "latent": 8, "feature_dim": 16}, kmeans_init=2,
+                kmeans_seed=0, cluster_on="features")
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(model.fit_clusters(half).numpy(), full.fit_clusters(emb).numpy()) == 1.0
 
 
 def test_cat_consuming_equals_cat_and_frees_the_batches() -> None:

@@ -48,18 +48,20 @@ class EvaluatedSamples(Metric):
     """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
     (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
     repeats). Clustering needs all samples, so the epoch end clusters what this collected. In one process
-    :meth:`compute` consumes the collected batches while concatenating them (the caller resets the metric next)."""
+    :meth:`compute` consumes the collected batches while concatenating them (the caller resets the metric next).
+    Embeddings are kept in ``dtype``."""
 
     full_state_update = False
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
+        self.embedding_dtype = dtype
         for name in ("index", "embedding", "target"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
         self.index.append(index.detach())
-        self.embedding.append(embedding.detach().float())
+        self.embedding.append(embedding.detach().to(self.embedding_dtype))
         self.target.append(target.detach())
 
     def compute(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,6 +116,9 @@ class VLSG(MethodModule):
             nearest centre in blocks. The centres of a uniform subsample estimate the full fit's (the standard
             large-N approximation, cf. mini-batch k-means, Sculley, WWW 2010); it bounds the time and scikit-learn's
             float32 copies (``N x V latent``: 8 GB at N = 1M with 4 views) to the subsample. For N >~ 200k.
+        embedding_dtype: ``"float32"``, or ``"float16"``: the embeddings of all N samples are kept in half precision
+            until they are clustered (4 GB instead of 8 at N = 1M with 4 views x 512 latent); k-means reads them
+            converted back to float32 block by block. The rounding (2^-11 relative) is below bf16-mixed training's.
         lr, weight_decay: Adam (constant learning rate, as MFLVC: the base's ``lr_scheduler="none"``; a plateau
             schedule would watch ``val/loss``, which clustering does not log).
         seq_lens: accepted for the CLI link; multi-view inputs are vectors.
@@ -139,6 +144,7 @@ class VLSG(MethodModule):
         kmeans_init: int = 10,
         kmeans_seed: int | None = None,
         kmeans_fit_size: int | None = None,
+        embedding_dtype: Literal["float32", "float16"] = "float32",
         lr: float = 3e-4,
         weight_decay: float = 0.0,
         seq_lens: dict[str, int] | None = None,
@@ -149,14 +155,16 @@ class VLSG(MethodModule):
         if kmeans_fit_size is not None and kmeans_fit_size < 1:
             raise ConfigError(f"model.init_args.kmeans_fit_size must be >= 1 (samples) or null (all), got "
                               f"{kmeans_fit_size}")
+        if embedding_dtype not in ("float32", "float16"):
+            raise ConfigError(f"model.init_args.embedding_dtype must be 'float32' or 'float16', got {embedding_dtype!r}")
         self.net_options, self.loss_options = options(VLSGNetOptions, net), options(VLSGLossOptions, loss)
         self.save_hyperparameters(ignore=["seq_lens"])
         self.save_options(net=self.net_options, loss=self.loss_options)
         self.net: VLSGNet | None = None
         self.num_clusters: int | None = None  # resolved by _build (from the argument, the data or a checkpoint)
         self.use_graph = use_graph
-        self.val_metrics = EvaluatedSamples()
-        self.test_metrics = EvaluatedSamples()
+        self.val_metrics = EvaluatedSamples(getattr(torch, embedding_dtype))
+        self.test_metrics = EvaluatedSamples(getattr(torch, embedding_dtype))
         if num_clusters is not None:
             self._build(num_clusters)
         #: after ``test``: the plotted embeddings (feature heads with ``cluster_on: labels``), cluster ids and
@@ -271,7 +279,7 @@ class VLSG(MethodModule):
         scores = clustering_metrics(pred.cpu(), tgt.cpu())
         self.log_dict({f"{stage}/{k}": float(v) for k, v in scores.items()}, sync_dist=False)
         if stage == "test":
-            self.test_embedding = plotted.cpu().numpy()
+            self.test_embedding = plotted.cpu().float().numpy()
             self.test_prediction = pred.cpu().numpy()
             self.test_target = tgt.cpu().numpy()
 
@@ -284,31 +292,33 @@ class VLSG(MethodModule):
         and returns the cluster ids."""
         from sklearn.cluster import KMeans
 
-        x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
+        x = embedding.detach().cpu()
         n, size, seed = len(x), self.hparams.kmeans_fit_size, self._kmeans_seed()
         subsample = size is not None and size < n
         if subsample and size < self.num_clusters:
             raise ConfigError(f"model.init_args.kmeans_fit_size={size} is below the {self.num_clusters} clusters; "
                               "raise it (e.g. 100000) or set null (all samples)")
-        fit = x[np.sort(np.random.default_rng(seed).choice(n, size, replace=False))] if subsample else x
+        rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, size, replace=False))) if subsample else None
+        fit = (x[rows] if subsample else x).float().numpy()  # float32: scikit-learn keeps it, no float64 copy
         km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=seed, copy_x=False).fit(fit)
         self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
         self.centers_fitted.fill_(True)
         if not subsample:
             return torch.as_tensor(km.labels_, dtype=torch.int64)
         del fit
-        block = 65536  # scikit-learn's predict, block by block: no whole-array temporaries
-        return torch.as_tensor(np.concatenate([km.predict(x[i:i + block]) for i in range(0, n, block)]),
-                               dtype=torch.int64)
+        return self.assign(x)
 
-    def assign(self, embedding: Tensor) -> Tensor:
-        """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
+    def assign(self, embedding: Tensor, block: int = 65536) -> Tensor:
+        """Cluster ids ``(B,)`` of embeddings: nearest stored centre (in float32 blocks of ``block`` rows), or argmax
+        of the label heads."""
         if self.hparams.cluster_on == "labels":
             return embedding.argmax(1)
         if not bool(self.centers_fitted):
             raise RuntimeError("VLSG has no cluster centres yet: they are fitted at validation epoch ends; "
                                "pass a checkpoint written by `lightning-kd fit` (its validation fitted them)")
-        return torch.cdist(embedding.float(), self.cluster_centers.float()).argmin(1)
+        centres = self.cluster_centers.float()
+        return torch.cat([torch.cdist(embedding[i:i + block].float(), centres).argmin(1)
+                          for i in range(0, max(len(embedding), 1), block)])
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return {"index": batch.index, "prediction": self.assign(self._embed(batch)), "target": batch.target}
