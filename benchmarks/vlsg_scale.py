@@ -6,7 +6,7 @@
 
     # the 1M setting of issue 12 (4 views of 64 features, approximate graph, k-means fitted on a subsample):
     python benchmarks/vlsg_scale.py run --sizes 100000 300000 1000000 --dims 64 64 64 64 --search ivf \
-        --kmeans_fit_size 100000 --precision bf16-mixed --eval_batch_size 4096 \
+        --kmeans_fit_size 100000 --embedding_dtype float16 --precision bf16-mixed --eval_batch_size 8192 \
         --out benchmarks/results/vlsg_scale_1m.json
 
 Every N runs in a fresh process (``--threads`` torch / OpenMP threads) that
