@@ -177,3 +177,46 @@ def test_cat_consuming_equals_cat_and_frees_the_batches() -> None:
     assert torch.equal(_cat_consuming(parts), ref) and parts == []
     assert _cat_consuming(ref) is ref
     assert np.array_equal(_cat_consuming([torch.tensor([1, 2])]).numpy(), [1, 2])
+
+
+def test_evaluated_samples_store_blocks_and_samples_equals_compute() -> None:
+    from lightning_kd.methods.vlsg.module import EvaluatedSamples
+
+    m = EvaluatedSamples(torch.float16)
+    m.update(torch.tensor([2, 0]), torch.tensor([[2.0], [0.0]]), torch.tensor([12, 10]))
+    m.update(torch.tensor([1, 0]), torch.tensor([[1.0], [0.0]]), torch.tensor([11, 10]))
+    assert m.embedding[0].untyped_storage().data_ptr() == m.embedding[1].untyped_storage().data_ptr()  # one block
+    idx, emb, tgt = m.compute()
+    m._computed = None  # noqa: SLF001 - compute consumed the batches; collect them again for samples()
+    m.reset()
+    m.update(torch.tensor([2, 0]), torch.tensor([[2.0], [0.0]]), torch.tensor([12, 10]))
+    m.update(torch.tensor([1, 0]), torch.tensor([[1.0], [0.0]]), torch.tensor([11, 10]))
+    s_idx, s_emb, s_tgt = m.samples()
+    assert torch.equal(s_idx, idx) and torch.equal(s_emb, emb) and torch.equal(s_tgt, tgt)
+    assert emb.dtype == torch.float16 and idx.tolist() == [0, 1, 2] and emb[:, 0].tolist() == [0.0, 1.0, 2.0]
+    m.reset()
+    assert m._block is None and m.embedding == []  # noqa: SLF001
+
+
+@pytest.mark.slow
+def test_gathering_the_embeddings_does_not_copy_them(tmp_path: Path) -> None:
+    """The validation embeddings of all N samples exist once: collecting 400 MB and gathering them for k-means
+    raises the peak by far less than another copy (torchmetrics' compute would clone; batch pieces stay in the heap)."""
+    import subprocess
+
+    code = (
+        "import torch\nfrom pathlib import Path\nfrom lightning_kd.methods.vlsg.module import EvaluatedSamples\n"
+        "def kb(key):\n"
+        "    return next(int(l.split()[1]) for l in Path('/proc/self/status').read_text().splitlines() if l.startswith(key))\n"
+        "m = EvaluatedSamples()\n"
+        "for i in range(0, 100000, 4096):\n"
+        "    b = min(4096, 100000 - i)\n"
+        "    m.update(torch.arange(i, i + b), torch.randn(b, 1024), torch.zeros(b, dtype=torch.int64))\n"
+        "before = kb('VmRSS')\nPath('/proc/self/clear_refs').write_text('5')\n"
+        "idx, emb, tgt = m.samples()\nassert emb.shape == (100000, 1024)\n"
+        "print((kb('VmHWM') - before) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         cwd=ROOT)
+    grown_mb = float(out.stdout.strip().splitlines()[-1])
+    assert grown_mb < 150, f"gathering 400 MB of embeddings raised the peak by {grown_mb:.0f} MB"

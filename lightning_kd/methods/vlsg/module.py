@@ -44,27 +44,60 @@ def _cat_consuming(parts: list[Tensor] | Tensor) -> Tensor:
     return out
 
 
+#: bytes of one storage block of collected embeddings: above glibc's largest mmap threshold (32 MiB), so a block is
+#: its own mapping, returned to the system as soon as it is freed (batch-sized pieces stay in the heap once freed)
+_BLOCK_BYTES = 64 << 20
+
+
 class EvaluatedSamples(Metric):
     """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
     (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
-    repeats). Clustering needs all samples, so the epoch end clusters what this collected. In one process
-    :meth:`compute` consumes the collected batches while concatenating them (the caller resets the metric next).
-    Embeddings are kept in ``dtype``."""
+    repeats). Clustering needs all samples, so the epoch end clusters what this collected.
+
+    Embeddings are kept in ``dtype``, each batch as a view into storage blocks of 64 MiB, and in one process
+    :meth:`compute` consumes them while concatenating (the caller resets the metric next): a block's memory goes
+    back to the system once copied, so the peak is the embeddings once plus a block, not twice."""
 
     full_state_update = False
 
     def __init__(self, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.embedding_dtype = dtype
+        self._block: Tensor | None = None
+        self._used = 0
         for name in ("index", "embedding", "target"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
+        emb, rows = embedding.detach(), embedding.shape[0]
+        block = self._block
+        if (block is None or block.shape[1:] != emb.shape[1:] or block.device != emb.device
+                or self._used + rows > block.shape[0]):
+            row_bytes = max(1, emb[0].numel() * self.embedding_dtype.itemsize) if rows else 1
+            block = self._block = torch.empty((max(rows, _BLOCK_BYTES // row_bytes), *emb.shape[1:]),
+                                              dtype=self.embedding_dtype, device=emb.device)
+            self._used = 0
+        view = block[self._used:self._used + rows]
+        view.copy_(emb)
+        self._used += rows
         self.index.append(index.detach())
-        self.embedding.append(embedding.detach().to(self.embedding_dtype))
+        self.embedding.append(view)
         self.target.append(target.detach())
 
+    def reset(self) -> None:
+        super().reset()
+        self._block, self._used = None, 0
+
     def compute(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._in_row_order()
+
+    def samples(self) -> tuple[Tensor, Tensor, Tensor]:
+        """What :meth:`compute` returns (gathered over ranks the same way), without the copy of the result that
+        torchmetrics' ``compute`` wrapper makes (4 GB of float16 embeddings at N = 1M)."""
+        with self.sync_context():
+            return self._in_row_order()
+
+    def _in_row_order(self) -> tuple[Tensor, Tensor, Tensor]:
         idx, emb, tgt = (_cat_consuming(getattr(self, n)) for n in ("index", "embedding", "target"))
         if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
             return idx, emb, tgt
@@ -265,7 +298,7 @@ class VLSG(MethodModule):
         if metrics.update_count == 0 or self.trainer.sanity_checking:
             metrics.reset()
             return
-        _, emb, tgt = metrics.compute()
+        _, emb, tgt = metrics.samples()
         metrics.reset()
         plotted = emb
         if self.hparams.cluster_on == "labels":
