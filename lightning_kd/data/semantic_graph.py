@@ -14,7 +14,7 @@ with graph filters to counter the encoder's noise; its code is not public. This 
   used as its negatives.
 
 Everything is sparse and built in row blocks: memory grows with ``N k``, never ``N x N``. The exact kNN search
-costs ``O(N^2 D)`` time (minutes at N = 100k, most of an hour at 1M on 2 cores); ``search: ivf`` or ``hnsw`` finds
+costs ``O(N^2 D)`` time (minutes at N = 100k, hours at 1M on 2 cores, estimated); ``search: ivf`` or ``hnsw`` finds
 approximate neighbours with faiss instead (:mod:`lightning_kd.nn.ann`, the ``ann`` extra), and
 :meth:`SemanticGraph.recall` measures their recall@k against exact search on a sample of rows.
 """

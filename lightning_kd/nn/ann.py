@@ -1,6 +1,6 @@
 """Approximate k-nearest-neighbour search with faiss (the ``ann`` extra), and recall against exact search.
 
-Exact kNN (:func:`lightning_kd.nn.graph.knn_search`) costs ``O(N^2 D)``: about an hour for N = 1M rows of 256
+Exact kNN (:func:`lightning_kd.nn.graph.knn_search`) costs ``O(N^2 D)``: hours (estimated) for N = 1M rows of 256
 features on 2 cores. faiss (Douze et al., "The Faiss library", 2024) indexes the rows once and scans a small part
 of them per query:
 
