@@ -222,7 +222,9 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _shard(self) -> dict[str, int]:
         """``num_replicas`` / ``rank`` of the attached trainer's parallel strategy (DDP over any number of nodes),
-        for the training sampler to shard itself; ``{}`` (one process) without a trainer or a parallel strategy."""
+        for the training sampler to shard itself; ``{}`` (one process) without a trainer or a parallel strategy.
+        The loader thus brings its own distributed sampler, which Lightning keeps (with ``use_distributed_sampler``
+        on or off: Lightning leaves a loader's ``DistributedSampler`` alone)."""
         kwargs = getattr(self.trainer, "distributed_sampler_kwargs", None) if self.trainer is not None else None
         return {k: int(kwargs[k]) for k in ("num_replicas", "rank")} if kwargs else {}
 

@@ -82,8 +82,8 @@ class EpochSeededSampler(DistributedSampler):
 
     Under DDP every rank draws the same permutation and keeps every ``W``-th position (padded, as
     :class:`~torch.utils.data.DistributedSampler` pads, with its first entries when ``n`` is not a multiple of
-    ``W``), so step ``k`` of ``W`` ranks with batch ``B`` trains on exactly the samples of step ``k`` of one
-    process with batch ``W * B``. Being a ``DistributedSampler``, Lightning keeps it as it is: its own
+    ``W``), so when ``W`` divides ``n``, step ``k`` of ``W`` ranks with batch ``B`` trains on exactly the samples of
+    step ``k`` of one process with batch ``W * B``. Being a ``DistributedSampler``, Lightning keeps it as it is: its own
     replacement (``DistributedSamplerWrapper`` with ``shuffle=True``) would shuffle the permutation a second
     time with another seed, so the ranks together would see another grouping than a single process.
 
