@@ -11,6 +11,7 @@ float32 and differ by ~1e-7, and its NMI of two single-cluster labellings is 0 w
 * ``purity``: sum over clusters of the largest class count in the cluster, divided by N.
 
 Cluster ids and labels may be any integers (remapped with ``torch.unique``); empty input gives NaN everywhere.
+:class:`EvaluatedSamples` collects the samples a clustering method clusters at an epoch end (VLSG, k-means).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["CLUSTERING_KEYS", "ClusteringMetrics", "clustering_metrics", "contingency_matrix"]
+__all__ = ["CLUSTERING_KEYS", "ClusteringMetrics", "EvaluatedSamples", "clustering_metrics", "contingency_matrix"]
 
 CLUSTERING_KEYS: tuple[str, ...] = ("ACC", "NMI", "ARI", "purity")
 _NAN = float("nan")
@@ -143,3 +144,31 @@ class ClusteringMetrics(Metric):
             values = clustering_metrics(dim_zero_cat(self.preds).cpu(), dim_zero_cat(self.targets).cpu())
         dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
         return {k: torch.tensor(values[k], dtype=dtype, device=self.device) for k in CLUSTERING_KEYS}
+
+
+class EvaluatedSamples(Metric):
+    """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
+    (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
+    repeats). Clustering needs all samples, so the epoch end clusters what this collected."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("index", "embedding", "target"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
+        self.index.append(index.detach())
+        self.embedding.append(embedding.detach().float())
+        self.target.append(target.detach())
+
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
+        idx, emb, tgt = (dim_zero_cat(getattr(self, n)) for n in ("index", "embedding", "target"))
+        if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
+            return idx, emb, tgt
+        order = torch.argsort(idx, stable=True)
+        idx, emb, tgt = idx[order], emb[order], tgt[order]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[1:] = idx[1:] != idx[:-1]
+        return idx[keep], emb[keep], tgt[keep]

@@ -18,8 +18,7 @@ from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.methods.base import MethodModule
 from lightning_kd.methods.kmeans.model import fit_kmeans, nearest_centre, run_seed
-from lightning_kd.methods.vlsg.module import EvaluatedSamples
-from lightning_kd.metrics.clustering import clustering_metrics
+from lightning_kd.metrics.clustering import EvaluatedSamples, clustering_metrics
 
 __all__ = ["FEATURES", "KMeansBaseline", "KMeansStep"]
 

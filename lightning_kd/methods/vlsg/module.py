@@ -3,7 +3,6 @@ clustering of all samples (transductive) by k-means on the learned features or b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -12,48 +11,19 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
 from lightning_kd.methods.base import MethodModule
+from lightning_kd.methods.kmeans.model import fit_kmeans, run_seed
 from lightning_kd.methods.vlsg.losses import VLSGLossOptions, contrastive_losses, neighbour_mask
 from lightning_kd.methods.vlsg.model import VLSGNet, VLSGNetOptions
-from lightning_kd.metrics.clustering import clustering_metrics
+from lightning_kd.metrics.clustering import EvaluatedSamples, clustering_metrics
 from lightning_kd.options import options
 
 __all__ = ["VLSG", "EvaluatedSamples"]
-
-
-class EvaluatedSamples(Metric):
-    """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
-    (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
-    repeats). Clustering needs all samples, so the epoch end clusters what this collected."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        for name in ("index", "embedding", "target"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
-        self.index.append(index.detach())
-        self.embedding.append(embedding.detach().float())
-        self.target.append(target.detach())
-
-    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
-        idx, emb, tgt = (dim_zero_cat(getattr(self, n)) for n in ("index", "embedding", "target"))
-        if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
-            return idx, emb, tgt
-        order = torch.argsort(idx, stable=True)
-        idx, emb, tgt = idx[order], emb[order], tgt[order]
-        keep = torch.ones_like(idx, dtype=torch.bool)
-        keep[1:] = idx[1:] != idx[:-1]
-        return idx[keep], emb[keep], tgt[keep]
 
 
 class VLSG(MethodModule):
@@ -249,19 +219,14 @@ class VLSG(MethodModule):
             self.test_target = tgt.cpu().numpy()
 
     def _kmeans_seed(self) -> int:
-        seed = self.hparams.kmeans_seed
-        return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", "0"))
+        return run_seed(self.hparams.kmeans_seed)
 
     def fit_clusters(self, embedding: Tensor) -> Tensor:
         """k-means (scikit-learn) of ``embedding (N, D)``; stores the centres and returns the cluster ids."""
-        from sklearn.cluster import KMeans
-
-        x = embedding.detach().cpu().float().numpy()  # float32: scikit-learn keeps it, no float64 copy
-        km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=self._kmeans_seed(),
-                    copy_x=False).fit(x)
-        self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
+        centres, labels = fit_kmeans(embedding, self.num_clusters, self.hparams.kmeans_init, self._kmeans_seed())
+        self.cluster_centers.copy_(centres)
         self.centers_fitted.fill_(True)
-        return torch.as_tensor(km.labels_, dtype=torch.int64)
+        return labels
 
     def assign(self, embedding: Tensor) -> Tensor:
         """Cluster ids ``(B,)`` of embeddings: nearest stored centre, or argmax of the label heads."""
