@@ -19,6 +19,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from conftest import ROOT, resolved_config
 from lightning_kd.benchmark import load_suite
+from lightning_kd.checkpoint import ConfigError
 from lightning_kd.cli import build_only, main
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
@@ -199,3 +200,13 @@ def test_configs_share_vlsg_data_and_the_suite_rows_are_consistent() -> None:
         assert cfg["model"]["class_path"] == "lightning_kd.methods.kmeans.KMeansBaseline"
         assert (model["features"] == "filtered") == (graph is not None), name
         assert model["balance_views"] == ("balanced" in name), name
+
+
+def test_more_than_one_process_is_refused() -> None:
+    """scikit-learn k-means runs in one process; DDP would fail later on a module without parameters."""
+    from types import SimpleNamespace
+
+    model = KMeansBaseline({"view_0": 4, "view_1": 3}, num_clusters=2)
+    model._trainer = SimpleNamespace(world_size=2, datamodule=None)
+    with pytest.raises(ConfigError, match="runs in one process .* Fix: --trainer.devices 1"):
+        model.setup("fit")

@@ -110,6 +110,10 @@ class KMeansBaseline(MethodModule):
         self.register_buffer("centers_fitted", torch.tensor(False))
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError(f"KMeansBaseline runs in one process (scikit-learn k-means; DDP would wrap a module "
+                              f"without parameters), but the trainer has {self.trainer.world_size}. Fix: "
+                              "--trainer.devices 1 --trainer.num_nodes 1")
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data_k = getattr(dm, "num_clusters", None)
         if self.num_clusters is None:
@@ -183,7 +187,7 @@ class KMeansBaseline(MethodModule):
             self.trainer.should_stop = True
 
     def _fit_collected(self) -> None:
-        """Fit k-means on the samples the training pass collected (every rank's, once each, in row order)."""
+        """Fit k-means on the samples the training pass collected (once each, in row order)."""
         _, x, _ = self.train_samples.compute()
         self.train_samples.reset()
         seed = run_seed(self.hparams.kmeans_seed)
