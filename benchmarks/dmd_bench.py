@@ -5,6 +5,7 @@ length 50), with the official DMD MOSI hyper-parameters (configs/dmd/mosi_aligne
 
     python benchmarks/dmd_bench.py speed            # train/infer samples/s, peak RSS, data share; fp32 + bf16
     python benchmarks/dmd_bench.py accuracy         # 3 seeds x {DMD, fusion}: all 8 MMSA metrics, mean +- std
+    python benchmarks/dmd_bench.py epochs           # a real `lightning-kd fit` (3 epochs): seconds per epoch, peak
     python benchmarks/dmd_bench.py all
 
 Each measurement runs in its own process; peak memory is that process's maximum resident set size
@@ -122,6 +123,85 @@ def speed(steps: int) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- epochs
+#: The official mdswyz/DMD code on the same generated pickle and machine class, as measured for issue 12 (not
+#: re-run by this script: it needs the official repository and its data loader): seconds per epoch 1-3
+#: (training + its per-epoch evaluation) and peak memory (PSS summed over its worker processes).
+OFFICIAL = {"source": "issue 12 (measured side by side on the same generated MOSI-shaped pickle, 2 CPU cores)",
+            "epoch_s": [70.0, 106.0, 136.0], "peak_gb": 18.8}
+
+
+def _epochs_child(model: str, epochs: int, precision: str) -> None:
+    import lightning.pytorch as pl
+
+    from lightning_kd.cli import build_cli
+
+    class EpochTimer(pl.Callback):
+        """Wall seconds of each epoch: training batches + the validation pass (what the official log times)."""
+
+        def __init__(self) -> None:
+            self.rows: list[dict] = []
+
+        def on_train_epoch_start(self, trainer, module):
+            self._t0 = time.perf_counter()
+
+        def on_validation_epoch_start(self, trainer, module):
+            self._v0 = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, module):
+            if not trainer.sanity_checking:
+                now = time.perf_counter()
+                self.rows.append({"epoch": trainer.current_epoch + 1, "epoch_s": now - self._t0,
+                                  "val_s": now - self._v0})
+
+    timer = EpochTimer()
+    t0 = time.perf_counter()
+    cli = build_cli(_config_args(model) + [
+        f"--trainer.max_epochs={epochs}", f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
+        "--test_after_fit=false", f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"], run=False)
+    built = time.perf_counter() - t0
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    print(json.dumps({"model": model, "precision": precision, "startup_s": built, "epochs": timer.rows,
+                      "train_samples": len(cli.datamodule.train_dataloader().dataset)}))
+
+
+def epochs(model: str, n: int, precision: str) -> dict:
+    _ensure_data()
+    t0 = time.perf_counter()
+    res, rss = _run_child(["_epochs", model, str(n), precision])
+    res.update(peak_rss_mb=rss, process_s=time.perf_counter() - t0, loadavg_start=os.getloadavg())
+    first = res["epochs"][0]["epoch_s"]
+    res["official"] = OFFICIAL
+    res["first_epoch_speedup_vs_official"] = OFFICIAL["epoch_s"][0] / first
+    print(f"{model} {precision}: epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
+          + f" s (val {res['epochs'][0]['val_s']:.1f} s), peak {rss / 1024:.2f} GB; official "
+          + " / ".join(f"{s:.0f}" for s in OFFICIAL["epoch_s"]) + f" s, {OFFICIAL['peak_gb']} GB; first epoch "
+          f"{res['first_epoch_speedup_vs_official']:.2f}x", flush=True)
+    return res
+
+
+def plot_epochs(res: dict, out: Path) -> None:
+    """Side by side: seconds per epoch and peak memory, ours (one run) vs the official code (issue 12)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ours = [e["epoch_s"] for e in res["epochs"]]
+    off = OFFICIAL["epoch_s"]
+    ax1.plot(range(1, len(off) + 1), off, "o-", label="official mdswyz/DMD")
+    ax1.plot(range(1, len(ours) + 1), ours, "s-", label="lightning_kd")
+    ax1.set(xlabel="epoch", ylabel="seconds per epoch (train + eval)", ylim=(0, None), xticks=range(1, len(off) + 1))
+    ax1.legend()
+    ax2.bar(["official", "lightning_kd"], [OFFICIAL["peak_gb"], res["peak_rss_mb"] / 1024], color=["C0", "C1"])
+    ax2.set(ylabel="peak memory (GB)")
+    for i, v in enumerate([OFFICIAL["peak_gb"], res["peak_rss_mb"] / 1024]):
+        ax2.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom")
+    fig.suptitle(f"DMD, MOSI-shaped generated pickle, {res['precision']}, 2 CPU cores")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 # ---------------------------------------------------------------------------------------------- accuracy
 def _fit_child(model: str, seed: int, max_epochs: int, precision: str) -> None:
     from lightning_kd.cli import build_cli
@@ -163,10 +243,12 @@ def _table(rows: list[dict]) -> str:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_speed":
         return _speed_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) > 1 and sys.argv[1] == "_epochs":
+        return _epochs_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     if len(sys.argv) > 1 and sys.argv[1] == "_fit":
         return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["speed", "accuracy", "all"])
+    p.add_argument("what", choices=["speed", "epochs", "accuracy", "all"])
     p.add_argument("--steps", type=int, default=8, help="optimizer steps for speed runs (x accumulate 10 batches; 8 fit in one MOSI epoch)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
     p.add_argument("--max_epochs", type=int, default=30)
@@ -176,6 +258,10 @@ def main() -> None:
     if a.what in ("speed", "all"):
         rows = speed(a.steps)
         (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
+    if a.what in ("epochs", "all"):
+        res = epochs("dmd", 3, "32-true")
+        (RESULTS / "dmd_epochs.json").write_text(json.dumps(res, indent=2))
+        plot_epochs(res, RESULTS / "dmd_epochs.png")
     if a.what in ("accuracy", "all"):
         rows = accuracy(a.seeds, a.max_epochs, a.precision)
         (RESULTS / f"dmd_accuracy_e{a.max_epochs}.json").write_text(json.dumps(rows, indent=2))

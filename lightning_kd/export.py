@@ -23,6 +23,8 @@ VLSG           ``view_0``, ``view_1``, ...                                   ``c
                                                                              nearest stored k-means centre
                                                                              (argmax of the label heads with
                                                                              ``cluster_on: labels``)
+k-means        ``view_0``, ``view_1``, ...                                   ``cluster (B,)`` int64: the
+                                                                             nearest stored centre
 =============  ============================================================  ==================================
 
 A mask is read only where the method's eval path reads it; an all-False mask is a missing modality (DMD and the
@@ -161,6 +163,13 @@ def _vlsg(m: Any) -> tuple[Signature, Predict]:
     return Signature(tuple(m.net.views), (), "cluster"), lambda mod, b: mod(b)
 
 
+def _kmeans(m: Any) -> tuple[Signature, Predict]:
+    if not bool(getattr(m, "centers_fitted", False)):
+        raise CheckpointMismatchError("the k-means checkpoint holds no fitted centres. Fix: export the checkpoint of "
+                                      "a finished `lightning-kd fit` (checkpoints/last.ckpt).")
+    return Signature(tuple(m.views), (), "cluster"), lambda mod, b: mod(b)
+
+
 _METHODS: dict[str, Callable[[Any], tuple[Signature, Predict]]] = {
     "lightning_kd.methods.dmd.module.DMD": _dmd,
     "lightning_kd.methods.fusion.module.FusionBaseline": _fusion,
@@ -168,6 +177,7 @@ _METHODS: dict[str, Callable[[Any], tuple[Signature, Predict]]] = {
     "lightning_kd.methods.cdgkd.module.CDGKD": _cdgkd,
     "lightning_kd.methods.mt_pkdot.module.MTPKDOT": _mt_pkdot,
     "lightning_kd.methods.vlsg.module.VLSG": _vlsg,
+    "lightning_kd.methods.kmeans.module.KMeansBaseline": _kmeans,
 }
 
 
@@ -367,7 +377,7 @@ def export_cli(argv: Sequence[str], build_only: Callable[[list[str]], Any]) -> E
     """``lightning-kd export -c CONFIG --ckpt_path CKPT --format onnx|torchscript --out FILE [--key value ...]``;
     ``build_only``: :func:`lightning_kd.cli.build_only`."""
     parser = _Parser(prog="lightning-kd export", description=(
-        "Export the inference network of a trained run (DMD, fusion, CorrKD, CDGKD, MT-PKDOT, VLSG) to ONNX or "
+        "Export the inference network of a trained run (DMD, fusion, CorrKD, CDGKD, MT-PKDOT, VLSG, k-means) to ONNX or "
         "TorchScript with a dynamic batch axis; inputs are named as in the data contract (text, audio, vision, "
         "<name>_mask, face, video, view_0, ...). The config and checkpoint are read as `lightning-kd test` reads "
         "them (the data must be readable: it gives the input shapes). Other --key value options override the "

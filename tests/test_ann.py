@@ -14,7 +14,7 @@ from lightning_kd.cli import build_cli
 from lightning_kd.data.generate.multiview import SyntheticMultiViewDataModule
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
 from lightning_kd.methods.vlsg import VLSG
-from lightning_kd.methods.vlsg.module import _cat_consuming
+from lightning_kd.metrics.clustering import EvaluatedSamples, _cat_consuming
 from lightning_kd.nn.ann import ANNOptions, knn_recall
 from lightning_kd.nn.graph import knn_search
 
@@ -153,8 +153,6 @@ def test_kmeans_on_a_subsample_assigns_every_sample() -> None:
 
 def test_half_precision_embeddings_give_the_same_clusters() -> None:
     """``embedding_dtype: float16`` keeps the collected embeddings in half precision; k-means reads them as float32."""
-    from lightning_kd.methods.vlsg.module import EvaluatedSamples
-
     g = torch.Generator().manual_seed(1)
     emb = torch.nn.functional.normalize(torch.randn(4, 16, generator=g)[torch.arange(600) % 4]
                                         + 0.3 * torch.randn(600, 16, generator=g), dim=1)
@@ -180,8 +178,6 @@ def test_cat_consuming_equals_cat_and_frees_the_batches() -> None:
 
 
 def test_evaluated_samples_store_blocks_and_samples_equals_compute() -> None:
-    from lightning_kd.methods.vlsg.module import EvaluatedSamples
-
     m = EvaluatedSamples(torch.float16)
     m.update(torch.tensor([2, 0]), torch.tensor([[2.0], [0.0]]), torch.tensor([12, 10]))
     m.update(torch.tensor([1, 0]), torch.tensor([[1.0], [0.0]]), torch.tensor([11, 10]))
@@ -205,7 +201,7 @@ def test_gathering_the_embeddings_does_not_copy_them(tmp_path: Path) -> None:
     import subprocess
 
     code = (
-        "import torch\nfrom pathlib import Path\nfrom lightning_kd.methods.vlsg.module import EvaluatedSamples\n"
+        "import torch\nfrom pathlib import Path\nfrom lightning_kd.metrics.clustering import EvaluatedSamples\n"
         "def kb(key):\n"
         "    return next(int(l.split()[1]) for l in Path('/proc/self/status').read_text().splitlines() if l.startswith(key))\n"
         "m = EvaluatedSamples()\n"

@@ -14,7 +14,7 @@ from lightning_kd.distill.gd_unit import EDGES
 from lightning_kd.methods.dmd import DMD
 from lightning_kd.methods.dmd.edges import edge_matrix, mean_edge_weights
 from lightning_kd.methods.fusion import FusionBaseline
-from lightning_kd.nn.mult import fast_dropout
+from lightning_kd.nn.mult import _DropoutAttention, fast_dropout, future_mask
 
 TINY = dict(net=dict(hidden=8, heads=2, layers=1))
 
@@ -86,3 +86,48 @@ def test_fast_dropout_gradient_masks_like_forward() -> None:
     y = fast_dropout(x, 0.4, True)
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)
+
+
+def _plain_dropout_attention(q, k, v, allowed, p):
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return fast_dropout(scores.softmax(dim=-1), p, True) @ v
+
+
+@pytest.mark.parametrize("shape", [(7, 9, True), (9, 9, True), (6, 8, False)])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_dropout_attention_equals_plain_autograd(shape, bf16: bool) -> None:
+    """The memory-saving attention Function: forward bit-equal to the plain expression with the same RNG state,
+    gradients equal to autograd's through it (float rounding; bf16 autocast: bf16 rounding)."""
+    lq, lk, causal = shape
+    allowed = future_mask(lq, lk) if causal else None
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, n, 5, generator=g, requires_grad=True) for n in (lq, lk, lk))
+    grad = torch.randn(2, 3, lq, 5, generator=g)
+    outs, grads = [], []
+    for fn in (_plain_dropout_attention, _DropoutAttention.apply):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            torch.manual_seed(1)
+            out = fn(q, k, v, allowed, 0.3)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out, (q, k, v), grad.to(out.dtype)))
+    assert outs[0].dtype == outs[1].dtype and torch.equal(outs[0], outs[1])
+    undropped = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    assert not torch.allclose(outs[1].float(), undropped, atol=1e-2)  # entries were dropped: the mask matters
+    tol = 5e-2 if bf16 else 1e-6
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype and torch.allclose(a, b, atol=tol, rtol=tol)
+
+
+def test_dropout_attention_gradcheck() -> None:
+    """float64 finite differences through the Function (the mask is fixed by reseeding before each call)."""
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, n, 4, generator=g, dtype=torch.float64, requires_grad=True) for n in (5, 6, 6))
+    allowed = future_mask(5, 6)
+
+    def fn(q, k, v):
+        torch.manual_seed(2)
+        return _DropoutAttention.apply(q, k, v, allowed, 0.25)
+
+    assert torch.autograd.gradcheck(fn, (q, k, v))

@@ -36,7 +36,7 @@ CONFIGS_FOR: dict[str, str] = {
     "binary": "configs/cdgkd/*.yaml or configs/mt_pkdot/biovid_*.yaml",
     "class_index": "configs/mt_pkdot/biovid_*.yaml",
     "valence_arousal": "configs/mt_pkdot/affwild2_*.yaml",
-    "cluster_labels": "configs/vlsg/*.yaml",
+    "cluster_labels": "configs/vlsg/*.yaml or configs/kmeans/*.yaml",
 }
 
 VIEW_PREFIX = "view_"

@@ -220,12 +220,20 @@ class InMemoryDataModule(pl.LightningDataModule):
             cached = self._train_augmentation = (aug, aug.seeded(self.effective_seed))
         return cached[1]
 
+    def _shard(self) -> dict[str, int]:
+        """``num_replicas`` / ``rank`` of the attached trainer's parallel strategy (DDP over any number of nodes),
+        for the training sampler to shard itself; ``{}`` (one process) without a trainer or a parallel strategy.
+        The loader thus brings its own distributed sampler, which Lightning keeps (with ``use_distributed_sampler``
+        on or off: Lightning leaves a loader's ``DistributedSampler`` alone)."""
+        kwargs = getattr(self.trainer, "distributed_sampler_kwargs", None) if self.trainer is not None else None
+        return {k: int(kwargs[k]) for k in ("num_replicas", "rank")} if kwargs else {}
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = InMemoryDataset(self.splits[split])
         seed = self.effective_seed  # resolved once per loader: the sampler and the training masks share it
         if train and self.train_missing is not None:
             self._train_augmentation = (self.train_missing, self.train_missing.seeded(seed))
-        sampler = EpochSeededSampler(len(ds), seed) if train else None
+        sampler = EpochSeededSampler(len(ds), seed, **self._shard()) if train else None
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.batch import Batch
@@ -72,26 +72,37 @@ def identity_collate(batch: Batch) -> Batch:
     return batch
 
 
-class EpochSeededSampler(Sampler[int]):
-    """Random permutation that depends only on ``(seed, epoch)``.
+class EpochSeededSampler(DistributedSampler):
+    """Random permutation that depends only on ``(seed, epoch)``; under DDP, rank ``r`` of ``W`` takes its
+    positions ``r, r + W, r + 2W, ...``.
 
     Lightning calls ``set_epoch`` at every epoch start, so a run resumed from a checkpoint sees
     exactly the sample order an uninterrupted run sees (``RandomSampler`` draws from the global RNG,
     which a resumed process does not share).
+
+    Under DDP every rank draws the same permutation and keeps every ``W``-th position (padded, as
+    :class:`~torch.utils.data.DistributedSampler` pads, with its first entries when ``n`` is not a multiple of
+    ``W``), so when ``W`` divides ``n``, step ``k`` of ``W`` ranks with batch ``B`` trains on exactly the samples of
+    step ``k`` of one process with batch ``W * B``. Being a ``DistributedSampler``, Lightning keeps it as it is: its own
+    replacement (``DistributedSamplerWrapper`` with ``shuffle=True``) would shuffle the permutation a second
+    time with another seed, so the ranks together would see another grouping than a single process.
+
+    Args:
+        n: number of samples.
+        seed: the permutation's seed (the run's seed).
+        num_replicas / rank: the DDP world size and this process's global rank (``trainer.distributed_sampler_kwargs``).
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.n = n
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.total_size > self.n:  # pad with the first entries (repeated if n < W), as DistributedSampler does
+            order += (order * -(-self.total_size // max(self.n, 1)))[: self.total_size - self.n]
+        return iter(order[self.rank : self.total_size : self.num_replicas])
 
 
 # -- memory checks before an allocation whose size a file decides ---------------------------------------------

@@ -76,10 +76,13 @@ class MethodModule(pl.LightningModule):
         """Every loss term of one training step; ``"loss"`` is the total that is optimised."""
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Log every scalar term of :meth:`training_losses` as ``train/<name>`` (epoch means) and return ``loss``."""
+        """Log every scalar term of :meth:`training_losses` as ``train/<name>`` and return ``loss``.
+
+        The logged values are epoch means over every process (``sync_dist``: one reduction per term at the epoch
+        end), so under DDP ``metrics.csv`` holds the whole epoch's means, not rank 0's share of the batches."""
         terms = self.distillation_terms(batch, self.training_losses(batch))
         self.log_dict({f"train/{k}": v.detach().float() for k, v in terms.items() if v.ndim == 0},
-                      on_step=False, on_epoch=True, batch_size=len(batch))
+                      on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
         return terms["loss"]
 
     def distillation_terms(self, batch: Batch, terms: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -94,7 +97,9 @@ class MethodModule(pl.LightningModule):
         """Log ``<stage>/loss`` for the batch and update ``metrics`` (each method defines its loss and metrics)."""
 
     def _eval_epoch_end(self, stage: str, metrics: Metric) -> None:
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
+        # torchmetrics' compute() already gathered every process's states, so the values are equal on every rank;
+        # sync_dist averages equal numbers (a no-op) and spares Lightning's "use sync_dist" warning per metric
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}, sync_dist=True)
         metrics.reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

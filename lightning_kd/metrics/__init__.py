@@ -13,6 +13,7 @@ from lightning_kd.metrics.classification import (
 from lightning_kd.metrics.clustering import (
     CLUSTERING_KEYS,
     ClusteringMetrics,
+    EvaluatedSamples,
     clustering_metrics,
     contingency_matrix,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "emotion_metrics",
     "CLUSTERING_KEYS",
     "ClusteringMetrics",
+    "EvaluatedSamples",
     "clustering_metrics",
     "contingency_matrix",
     "MMSA_KEYS",

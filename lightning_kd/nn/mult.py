@@ -50,22 +50,66 @@ def future_mask(len_q: int, len_k: int, device=None) -> Tensor:
     return (j - i) < offset
 
 
-def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout whose mask costs one 32-bit random draw per TWO elements.
+def _keep_mask(shape: torch.Size, p: float, device: torch.device | None) -> Tensor:
+    """Boolean keep mask with drop probability ``p``: one 32-bit random draw per TWO elements.
 
     Each draw is split into two independent 15-bit uniforms compared with ``round(p * 2**15)``, so the
-    drop probability is ``p`` to within 2e-5. On CPU, ``bernoulli_`` (what ``F.dropout`` uses) was the
-    largest single cost of a DMD training step (28 %); this mask is about 5x cheaper.
+    drop probability is ``p`` to within 2e-5.
+    """
+    n = math.prod(shape)
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()
+    uniform15 = torch.cat([bits & 0x7FFF, (bits >> 15) & 0x7FFF])[:n].view(shape)
+    return uniform15 >= int(round(p * 32768))
+
+
+def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout whose mask (:func:`_keep_mask`) costs one 32-bit random draw per TWO elements.
+
+    On CPU, ``bernoulli_`` (what ``F.dropout`` uses) was the largest single cost of a DMD training step
+    (28 %); this mask is about 5x cheaper.
     """
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    n = x.numel()
-    bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()
-    uniform15 = torch.cat([bits & 0x7FFF, (bits >> 15) & 0x7FFF])[:n].view(x.shape)
-    keep = uniform15 >= int(round(p * 32768))
+    keep = _keep_mask(x.shape, p, x.device)
     return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """``dropout(softmax(q k^T / sqrt(d) + mask)) v`` that keeps two tensors for backward instead of three.
+
+    Autograd through the plain expression keeps the softmax output, the float dropout mask and the dropped
+    probabilities: three ``(B, H, Lq, Lk)`` float tensors per layer. Here backward gets the probabilities
+    and a boolean keep mask (5 instead of 12 bytes per attention entry; about 0.1 GB of a DMD step's peak
+    at the official MOSI sizes). The mask is drawn exactly as :func:`fast_dropout` draws it, so forward
+    values equal the plain expression's bit for bit; gradients agree to float rounding (tests/test_mult.py).
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, p: float) -> Tensor:
+        scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+        if allowed is not None:
+            scores = scores.masked_fill_(~allowed, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        keep = _keep_mask(probs.shape, p, probs.device)
+        ctx.save_for_backward(q, k, v, probs, keep)
+        ctx.scale = 1.0 / (1.0 - p)
+        return (probs * keep.to(probs.dtype) * ctx.scale) @ v
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, probs, keep = ctx.saved_tensors
+        kept = keep.to(probs.dtype) * ctx.scale
+        grad_v = (probs * kept).transpose(-2, -1) @ grad_out
+        grad_scores = (grad_out @ v.transpose(-2, -1)).mul_(kept)
+        grad_scores = probs * (grad_scores - (grad_scores * probs).sum(dim=-1, keepdim=True))
+        grad_scores = grad_scores.mul_(q.shape[-1] ** -0.5)
+        grad_q = grad_scores @ k
+        grad_k = grad_scores.transpose(-2, -1) @ q
+        return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), None, None
 
 
 def _xavier_linear(d_in: int, d_out: int) -> nn.Linear:
@@ -122,12 +166,10 @@ class MulTLayer(nn.Module):
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         if self.training and self.attn_dropout > 0.0:
             # SDPA with dropout leaves the fused CPU kernel anyway; the explicit path uses fast_dropout
-            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
             if is_causal:
                 mask = future_mask(len_q, len_k, device=x.device)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            out = fast_dropout(scores.softmax(dim=-1), self.attn_dropout, True) @ v
+            out = (_DropoutAttention.apply(q, k, v, mask, self.attn_dropout) if self.attn_dropout < 1.0
+                   else torch.zeros_like(q))
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         # out: (B, H, Lq, hd)

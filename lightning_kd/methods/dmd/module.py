@@ -64,7 +64,7 @@ class DMD(SentimentRegressionModule):
         for graph in ("homo", "hetero"):
             edges = terms.pop(f"{graph}_edges").float().mean(dim=1)
             self.log_dict({f"edges/{graph}/{n}": w for n, w in zip(EDGE_NAMES, edges)},
-                          on_step=False, on_epoch=True, batch_size=len(batch))
+                          on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
         return terms
 
     @torch.no_grad()

@@ -3,7 +3,6 @@ clustering of all samples (transductive) by k-means on the learned features or b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -12,100 +11,19 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from lightning_kd.checkpoint import ConfigError
 from lightning_kd.data.batch import Batch
 from lightning_kd.data.contract import DataNeeds
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY
 from lightning_kd.methods.base import MethodModule
+from lightning_kd.methods.kmeans.model import fit_kmeans, run_seed
 from lightning_kd.methods.vlsg.losses import VLSGLossOptions, contrastive_losses, neighbour_mask
 from lightning_kd.methods.vlsg.model import VLSGNet, VLSGNetOptions
-from lightning_kd.metrics.clustering import clustering_metrics
+from lightning_kd.metrics.clustering import EvaluatedSamples, clustering_metrics
 from lightning_kd.options import options
 
 __all__ = ["VLSG", "EvaluatedSamples"]
-
-
-def _cat_consuming(parts: list[Tensor] | Tensor) -> Tensor:
-    """``torch.cat`` of a list of batches that frees every batch once copied: the peak is the result plus one batch,
-    not twice the data (8 GB of latent codes at N = 1M). A tensor (the state after a DDP gather) is returned as is."""
-    if isinstance(parts, Tensor) or not parts:
-        return dim_zero_cat(parts)
-    out = torch.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype,
-                      device=parts[0].device)
-    pos = 0
-    parts.reverse()
-    while parts:
-        p = parts.pop()
-        out[pos:pos + p.shape[0]] = p
-        pos += p.shape[0]
-    return out
-
-
-#: bytes of one storage block of collected embeddings: above glibc's largest mmap threshold (32 MiB), so a block is
-#: its own mapping, returned to the system as soon as it is freed (batch-sized pieces stay in the heap once freed)
-_BLOCK_BYTES = 64 << 20
-
-
-class EvaluatedSamples(Metric):
-    """Row index, embedding and target of every evaluated sample; :meth:`compute` gathers them over all ranks
-    (torchmetrics' ``cat`` reduction) and returns them once each, in row order (``DistributedSampler`` pads with
-    repeats). Clustering needs all samples, so the epoch end clusters what this collected.
-
-    Embeddings are kept in ``dtype``, each batch as a view into storage blocks of 64 MiB, and in one process
-    :meth:`compute` consumes them while concatenating (the caller resets the metric next): a block's memory goes
-    back to the system once copied, so the peak is the embeddings once plus a block, not twice."""
-
-    full_state_update = False
-
-    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        self.embedding_dtype = dtype
-        self._block: Tensor | None = None
-        self._used = 0
-        for name in ("index", "embedding", "target"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, index: Tensor, embedding: Tensor, target: Tensor) -> None:
-        emb, rows = embedding.detach(), embedding.shape[0]
-        block = self._block
-        if (block is None or block.shape[1:] != emb.shape[1:] or block.device != emb.device
-                or self._used + rows > block.shape[0]):
-            row_bytes = max(1, emb[0].numel() * self.embedding_dtype.itemsize) if rows else 1
-            block = self._block = torch.empty((max(rows, _BLOCK_BYTES // row_bytes), *emb.shape[1:]),
-                                              dtype=self.embedding_dtype, device=emb.device)
-            self._used = 0
-        view = block[self._used:self._used + rows]
-        view.copy_(emb)
-        self._used += rows
-        self.index.append(index.detach())
-        self.embedding.append(view)
-        self.target.append(target.detach())
-
-    def reset(self) -> None:
-        super().reset()
-        self._block, self._used = None, 0
-
-    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
-        return self._in_row_order()
-
-    def samples(self) -> tuple[Tensor, Tensor, Tensor]:
-        """What :meth:`compute` returns (gathered over ranks the same way), without the copy of the result that
-        torchmetrics' ``compute`` wrapper makes (4 GB of float16 embeddings at N = 1M)."""
-        with self.sync_context():
-            return self._in_row_order()
-
-    def _in_row_order(self) -> tuple[Tensor, Tensor, Tensor]:
-        idx, emb, tgt = (_cat_consuming(getattr(self, n)) for n in ("index", "embedding", "target"))
-        if bool((idx[1:] > idx[:-1]).all()):  # one process, sequential loader: already in order (no copy)
-            return idx, emb, tgt
-        order = torch.argsort(idx, stable=True)
-        idx, emb, tgt = idx[order], emb[order], tgt[order]
-        keep = torch.ones_like(idx, dtype=torch.bool)
-        keep[1:] = idx[1:] != idx[:-1]
-        return idx[keep], emb[keep], tgt[keep]
 
 
 class VLSG(MethodModule):
@@ -146,9 +64,9 @@ class VLSG(MethodModule):
             run's ``seed_everything`` value.
         kmeans_fit_size: ``None`` fits k-means on all N embeddings; a number fits the centres (same restarts, same
             k-means++) on that many embeddings drawn uniformly at random (seeded), then assigns every sample to its
-            nearest centre in blocks. The centres of a uniform subsample estimate the full fit's (the standard
-            large-N approximation, cf. mini-batch k-means, Sculley, WWW 2010); it bounds the time and scikit-learn's
-            float32 copies (``N x V latent``: 8 GB at N = 1M with 4 views) to the subsample. For N >~ 200k.
+            nearest centre in blocks (:func:`~lightning_kd.methods.kmeans.model.fit_kmeans`). The centres of a
+            uniform subsample estimate the full fit's; it bounds the time and scikit-learn's float32 copies
+            (``N x V latent``: 8 GB at N = 1M with 4 views) to the subsample. For N >~ 200k.
         embedding_dtype: ``"float32"``, or ``"float16"``: the embeddings of all N samples are kept in half precision
             until they are clustered (4 GB instead of 8 at N = 1M with 4 views x 512 latent); k-means reads them
             converted back to float32 block by block. The rounding (2^-11 relative) is below bf16-mixed training's.
@@ -298,7 +216,7 @@ class VLSG(MethodModule):
         if metrics.update_count == 0 or self.trainer.sanity_checking:
             metrics.reset()
             return
-        _, emb, tgt = metrics.samples()
+        _, emb, tgt = metrics.samples()  # the N embeddings once (no copy)
         metrics.reset()
         plotted = emb
         if self.hparams.cluster_on == "labels":
@@ -317,29 +235,20 @@ class VLSG(MethodModule):
             self.test_target = tgt.cpu().numpy()
 
     def _kmeans_seed(self) -> int:
-        seed = self.hparams.kmeans_seed
-        return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", "0"))
+        return run_seed(self.hparams.kmeans_seed)
 
     def fit_clusters(self, embedding: Tensor) -> Tensor:
         """k-means (scikit-learn) of ``embedding (N, D)`` (on a subsample: ``kmeans_fit_size``); stores the centres
         and returns the cluster ids."""
-        from sklearn.cluster import KMeans
-
-        x = embedding.detach().cpu()
-        n, size, seed = len(x), self.hparams.kmeans_fit_size, self._kmeans_seed()
-        subsample = size is not None and size < n
-        if subsample and size < self.num_clusters:
+        size = self.hparams.kmeans_fit_size
+        if size is not None and size < len(embedding) and size < self.num_clusters:
             raise ConfigError(f"model.init_args.kmeans_fit_size={size} is below the {self.num_clusters} clusters; "
                               "raise it (e.g. 100000) or set null (all samples)")
-        rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, size, replace=False))) if subsample else None
-        fit = (x[rows] if subsample else x).float().numpy()  # float32: scikit-learn keeps it, no float64 copy
-        km = KMeans(self.num_clusters, n_init=self.hparams.kmeans_init, random_state=seed, copy_x=False).fit(fit)
-        self.cluster_centers.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.cluster_centers.dtype))
+        centres, labels = fit_kmeans(embedding, self.num_clusters, self.hparams.kmeans_init, self._kmeans_seed(),
+                                     fit_size=size)
+        self.cluster_centers.copy_(centres)
         self.centers_fitted.fill_(True)
-        if not subsample:
-            return torch.as_tensor(km.labels_, dtype=torch.int64)
-        del fit
-        return self.assign(x)
+        return labels
 
     def assign(self, embedding: Tensor, block: int = 65536) -> Tensor:
         """Cluster ids ``(B,)`` of embeddings: nearest stored centre (in float32 blocks of ``block`` rows), or argmax
