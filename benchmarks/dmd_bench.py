@@ -259,7 +259,7 @@ def main() -> None:
         rows = speed(a.steps)
         (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
     if a.what in ("epochs", "all"):
-        res = epochs("dmd", 3, "32-true")
+        res = epochs("dmd", 2, "32-true")
         (RESULTS / "dmd_epochs.json").write_text(json.dumps(res, indent=2))
         plot_epochs(res, RESULTS / "dmd_epochs.png")
     if a.what in ("accuracy", "all"):
