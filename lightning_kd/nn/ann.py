@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_kd.checkpoint import ConfigError
-from lightning_kd.nn.graph import knn_search
 
 __all__ = ["ANN_METHODS", "ANNOptions", "ann_search", "knn_recall", "require_faiss"]
 
@@ -163,13 +162,15 @@ def ann_search(
     method: Literal["ivf", "hnsw"] = "ivf",
     options: ANNOptions | None = None,
     include_self: bool = False,
+    exact_search: Callable[..., tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Approximate ``k`` nearest rows of every row of ``x`` ``(N, D)``, as :func:`~lightning_kd.nn.graph.knn_search`.
 
     Returns ``(indices (N, k) int64, scores (N, k) float32)`` sorted nearest first (exact cosine similarities or
     squared Euclidean distances of the neighbours found). Without ``include_self`` every row searches ``k + 1`` and
     drops itself (or, where the index did not return it, its last result). Rows for which the index returned fewer
-    than ``k`` neighbours (tiny IVF cells, rare with HNSW) are searched exactly. Memory: a float32 copy of ``x``,
+    than ``k`` neighbours (tiny IVF cells, rare with HNSW) are searched exactly by ``exact_search`` (the caller's
+:func:`~lightning_kd.nn.graph.knn_search`, passed in so this module does not import the graph module). Memory: a float32 copy of ``x``,
     the index (``encoding``) and ``O(N k)``.
     """
     if method not in ANN_METHODS:
@@ -213,8 +214,11 @@ def ann_search(
         idx = idx.gather(1, keep)
     missing = (idx < 0).any(1).nonzero().squeeze(1)
     if missing.numel():
+        if exact_search is None:
+            raise ValueError(f"{missing.numel()} rows got fewer than {k} neighbours from the index; pass exact_search "
+                             "(lightning_kd.nn.graph.knn_search) or call knn_search(..., search=...)")
         block = max(1, min(1024, 2**27 // n))  # (block, N) float32 temporaries of <= 0.5 GB
-        idx[missing] = knn_search(x, k, metric, block, include_self, rows=missing)[0]
+        idx[missing] = exact_search(x, k, metric, block, include_self, rows=missing)[0]
     return _rescore(data, idx, metric)
 
 

@@ -79,7 +79,7 @@ def knn_search(
             raise ValueError("rows is only supported by the exact search")
         from lightning_kd.nn.ann import ann_search
 
-        return ann_search(x, k, metric, search, ann, include_self)
+        return ann_search(x, k, metric, search, ann, include_self, exact_search=knn_search)
     if not x.is_floating_point():
         x = x.float()
     x = x.detach()
