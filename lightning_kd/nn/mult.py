@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MulTEncoder", "MulTLayer", "fast_dropout", "sinusoidal_positions", "future_mask"]
+__all__ = ["MulTEncoder", "MulTLayer", "fast_dropout", "future_mask", "sinusoidal_positions", "stack_encoder_state"]
 
 
 def sinusoidal_positions(length: int, dim: int, *, device=None, dtype=None) -> Tensor:
@@ -58,8 +58,9 @@ def _keep_mask(shape: torch.Size, p: float, device: torch.device | None) -> Tens
     """
     n = math.prod(shape)
     bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()
-    uniform15 = torch.cat([bits & 0x7FFF, (bits >> 15) & 0x7FFF])[:n].view(shape)
-    return uniform15 >= int(round(p * 32768))
+    threshold = int(round(p * 32768))
+    # compare each half first, then join the (1-byte) booleans: the same mask with a quarter of the copying
+    return torch.cat([(bits & 0x7FFF) >= threshold, ((bits >> 15) & 0x7FFF) >= threshold])[:n].view(shape)
 
 
 def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -83,7 +84,7 @@ class _DropoutAttention(torch.autograd.Function):
     probabilities: three ``(B, H, Lq, Lk)`` float tensors per layer. Here backward gets the probabilities
     and a boolean keep mask (5 instead of 12 bytes per attention entry; about 0.1 GB of a DMD step's peak
     at the official MOSI sizes). The mask is drawn exactly as :func:`fast_dropout` draws it, so forward
-    values equal the plain expression's bit for bit; gradients agree to float rounding (tests/test_mult.py).
+    values equal the plain expression's to float rounding, and so do gradients (tests/test_dmd_module.py).
     """
 
     @staticmethod
@@ -96,67 +97,126 @@ class _DropoutAttention(torch.autograd.Function):
         keep = _keep_mask(probs.shape, p, probs.device)
         ctx.save_for_backward(q, k, v, probs, keep)
         ctx.scale = 1.0 / (1.0 - p)
-        return (probs * keep.to(probs.dtype) * ctx.scale) @ v
+        return _matmul_narrow(probs * keep.to(probs.dtype) * ctx.scale, v)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out: Tensor):
         q, k, v, probs, keep = ctx.saved_tensors
         kept = keep.to(probs.dtype) * ctx.scale
-        grad_v = (probs * kept).transpose(-2, -1) @ grad_out
+        grad_v = _matmul_narrow((probs * kept).transpose(-2, -1), grad_out)
         grad_scores = (grad_out @ v.transpose(-2, -1)).mul_(kept)
         grad_scores = probs * (grad_scores - (grad_scores * probs).sum(dim=-1, keepdim=True))
         grad_scores = grad_scores.mul_(q.shape[-1] ** -0.5)
-        grad_q = grad_scores @ k
-        grad_k = grad_scores.transpose(-2, -1) @ q
+        grad_q = _matmul_narrow(grad_scores, k)
+        grad_k = _matmul_narrow(grad_scores.transpose(-2, -1), q)
         return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), None, None
 
 
-def _xavier_linear(d_in: int, d_out: int) -> nn.Linear:
-    m = nn.Linear(d_in, d_out)
-    nn.init.xavier_uniform_(m.weight)
-    nn.init.zeros_(m.bias)
-    return m
+#: attention scores of at most this many bytes are processed at once in training (see _grouped_dropout_attention)
+ATTENTION_CHUNK_BYTES = 4 << 20
+
+
+def _grouped_dropout_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None,
+                               rates: tuple[float, ...]) -> Tensor:
+    """Attention with dropout for ``len(rates)`` groups stacked on dim 0 (equal blocks), group by group.
+
+    Each group uses its own rate (0: the fused SDPA kernel; 1: zeros) and is cut into row chunks whose
+    ``(rows, H, Lq, Lk)`` scores take at most :data:`ATTENTION_CHUNK_BYTES`: the ten or so elementwise passes
+    over the scores then run in cache. One 8 MB score tensor for DMD's six cross-modal encoders made each
+    pass about 10x slower per element than the six 1.35 MB ones (CPU, 2 cores).
+    """
+    rows = q.shape[0] // len(rates)
+    per_row = q.shape[1] * q.shape[2] * k.shape[2] * q.element_size()
+    step = max(1, min(rows, ATTENTION_CHUNK_BYTES // per_row))
+    outs = []
+    for g, p in enumerate(rates):
+        for start in range(g * rows, (g + 1) * rows, step):
+            c = slice(start, min(start + step, (g + 1) * rows))
+            if p == 0.0:
+                outs.append(F.scaled_dot_product_attention(q[c], k[c], v[c], attn_mask=allowed))
+            elif p >= 1.0:
+                outs.append(torch.zeros_like(q[c]))
+            else:
+                outs.append(_DropoutAttention.apply(q[c], k[c], v[c], allowed, p))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _matmul_narrow(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for a narrow ``b (..., L, d)`` (a head width d = 5-10 at MulT's sizes), computed as
+    ``(b^T a^T)^T``: the BLAS batched kernel is about 4x faster with the narrow operand on the left
+    (CPU, ``(B*H, 46, 46) @ (B*H, 46, 5)``: 1.6 ms vs 0.4 ms); same products, another summation order."""
+    return (b.transpose(-2, -1) @ a.transpose(-2, -1)).transpose(-2, -1)
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Per-group affine map: ``x (G, L, B, i)``, ``w (G, o, i)``, ``b (G, o)`` -> ``(G, L, B, o)``: one kernel."""
+    if x.shape[0] == 1:
+        return F.linear(x[0], w[0], b[0])[None]
+    G, L, B, i = x.shape
+    return torch.baddbmm(b[:, None, :], x.reshape(G, L * B, i), w.transpose(1, 2)).view(G, L, B, -1)
+
+
+def _layer_norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Per-group LayerNorm over the last dimension: ``x (G, ..., D)``, ``w``/``b (G, D)``."""
+    if x.shape[0] == 1:
+        return F.layer_norm(x[0], w.shape[-1:], w[0], b[0])[None]
+    shape = (w.shape[0],) + (1,) * (x.dim() - 2) + (w.shape[1],)  # parameter sizes: static when traced for export
+    return torch.addcmul(b.view(shape), F.layer_norm(x, (w.shape[1],)), w.view(shape))
+
+
+def _group_param(groups: int, *shape: int, init: str) -> nn.Parameter:
+    """``(groups, *shape)`` parameter; ``init``: ``xavier`` (each group's matrix on its own, as ``nn.Linear``
+    initialised by the reference MulT), ``zeros`` or ``ones``."""
+    t = torch.empty(groups, *shape)
+    if init == "xavier":
+        for g in range(groups):
+            nn.init.xavier_uniform_(t[g])
+    else:
+        t.fill_(1.0 if init == "ones" else 0.0)
+    return nn.Parameter(t)
 
 
 class MulTLayer(nn.Module):
-    """One pre-LayerNorm encoder layer: (self- or cross-) attention + ReLU FFN (4D), residual dropout.
+    """One pre-LayerNorm encoder layer: (self- or cross-) attention + ReLU FFN (4D), residual dropout, for
+    ``groups`` independent encoders at once (every parameter has a leading group axis).
 
     In cross-attention the key/value sequence is normalised with the SAME LayerNorm as the query
-    (as in the reference layer).
+    (as in the reference layer). ``attn_dropout`` may give one rate per group.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, attn_dropout: float = 0.0, relu_dropout: float = 0.0,
-                 res_dropout: float = 0.0, causal: bool = True) -> None:
+    def __init__(self, embed_dim: int, num_heads: int, attn_dropout: float | tuple[float, ...] = 0.0,
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0, causal: bool = True, groups: int = 1) -> None:
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.attn_dropout, self.relu_dropout, self.res_dropout = attn_dropout, relu_dropout, res_dropout
-        self.causal = causal
-        # q/k/v projection as one (3D, D) matrix, xavier-initialised as a whole like the reference
-        self.in_proj = nn.Linear(embed_dim, 3 * embed_dim)
-        nn.init.xavier_uniform_(self.in_proj.weight)
-        nn.init.zeros_(self.in_proj.bias)
-        self.out_proj = _xavier_linear(embed_dim, embed_dim)
-        self.fc1 = _xavier_linear(embed_dim, 4 * embed_dim)
-        self.fc2 = _xavier_linear(4 * embed_dim, embed_dim)
-        self.norm_attn = nn.LayerNorm(embed_dim)
-        self.norm_ffn = nn.LayerNorm(embed_dim)
+        D, G = embed_dim, groups
+        self.embed_dim, self.num_heads, self.groups = D, num_heads, G
+        self.attn_dropout = _per_group(attn_dropout, G)
+        self.relu_dropout, self.res_dropout, self.causal = relu_dropout, res_dropout, causal
+        # q/k/v projection as one (3D, D) matrix per group, xavier-initialised as a whole like the reference
+        self.in_proj_weight, self.in_proj_bias = _group_param(G, 3 * D, D, init="xavier"), _group_param(G, 3 * D, init="zeros")
+        self.out_proj_weight, self.out_proj_bias = _group_param(G, D, D, init="xavier"), _group_param(G, D, init="zeros")
+        self.fc1_weight, self.fc1_bias = _group_param(G, 4 * D, D, init="xavier"), _group_param(G, 4 * D, init="zeros")
+        self.fc2_weight, self.fc2_bias = _group_param(G, D, 4 * D, init="xavier"), _group_param(G, D, init="zeros")
+        self.norm_attn_weight, self.norm_attn_bias = _group_param(G, D, init="ones"), _group_param(G, D, init="zeros")
+        self.norm_ffn_weight, self.norm_ffn_bias = _group_param(G, D, init="ones"), _group_param(G, D, init="zeros")
 
-    def _heads(self, t: Tensor) -> Tensor:  # (L, B, D) -> (B, H, L, D/H)
-        L, B, _ = t.shape
-        return t.reshape(L, B, self.num_heads, -1).permute(1, 2, 0, 3)
+    def _heads(self, t: Tensor) -> Tensor:  # (G, L, B, D) -> (G*B, H, L, D/H)
+        G, L, B, _ = t.shape
+        return t.reshape(G, L, B, self.num_heads, -1).permute(0, 2, 3, 1, 4).reshape(G * B, self.num_heads, L, -1)
 
-    def attention(self, x: Tensor, kv: Tensor | None) -> Tensor:
+    def attention(self, x: Tensor, kv: Tensor | None, g: slice) -> Tensor:
+        """``x (G', Lq, B, D)`` (and ``kv (G', Lk, B, D)``) with the parameters of groups ``g``."""
         D = self.embed_dim
-        w, b = self.in_proj.weight, self.in_proj.bias
+        w, b = self.in_proj_weight[g], self.in_proj_bias[g]
         if kv is None:
-            q, k, v = F.linear(x, w, b).chunk(3, dim=-1)
+            q, k, v = _linear(x, w, b).chunk(3, dim=-1)
         else:
-            q = F.linear(x, w[:D], b[:D])
-            k, v = F.linear(kv, w[D:], b[D:]).chunk(2, dim=-1)
-        len_q, len_k = q.shape[0], k.shape[0]
+            q = _linear(x, w[:, :D], b[:, :D])
+            k, v = _linear(kv, w[:, D:], b[:, D:]).chunk(2, dim=-1)
+        G, len_q, B, _ = q.shape
+        len_k = k.shape[1]
         mask, is_causal = None, False
         if self.causal:
             if len_q == len_k:
@@ -164,60 +224,138 @@ class MulTLayer(nn.Module):
             else:
                 mask = future_mask(len_q, len_k, device=x.device)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
-        if self.training and self.attn_dropout > 0.0:
-            # SDPA with dropout leaves the fused CPU kernel anyway; the explicit path uses fast_dropout
+        rates = self.attn_dropout[g]
+        if self.training and max(rates) > 0.0:
+            # SDPA with dropout leaves the fused CPU kernel anyway; the explicit path uses the cheap mask
             if is_causal:
                 mask = future_mask(len_q, len_k, device=x.device)
-            out = (_DropoutAttention.apply(q, k, v, mask, self.attn_dropout) if self.attn_dropout < 1.0
-                   else torch.zeros_like(q))
+            out = _grouped_dropout_attention(q, k, v, mask, rates)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-        # out: (B, H, Lq, hd)
-        out = out.permute(2, 0, 1, 3).reshape(len_q, x.shape[1], D)
-        return self.out_proj(out)
+        # out: (G*B, H, Lq, hd) -> (G, Lq, B, D)
+        out = out.view(G, B, self.num_heads, len_q, -1).permute(0, 3, 1, 2, 4).reshape(G, len_q, B, D)
+        return _linear(out, self.out_proj_weight[g], self.out_proj_bias[g])
 
-    def forward(self, x: Tensor, kv: Tensor | None = None) -> Tensor:
-        h = self.norm_attn(x)
-        h = self.attention(h, None if kv is None else self.norm_attn(kv))
+    def forward(self, x: Tensor, kv: Tensor | None = None, g: slice = slice(None)) -> Tensor:
+        """``x (G', Lq, B, D)``, optional ``kv (G', Lk, B, D)``; ``g`` selects the groups' parameters."""
+        nw, nb = self.norm_attn_weight[g], self.norm_attn_bias[g]
+        h = self.attention(_layer_norm(x, nw, nb), None if kv is None else _layer_norm(kv, nw, nb), g)
         x = x + fast_dropout(h, self.res_dropout, self.training)
-        h = F.relu(self.fc1(self.norm_ffn(x)))
-        h = self.fc2(fast_dropout(h, self.relu_dropout, self.training))
+        h = F.relu(_linear(_layer_norm(x, self.norm_ffn_weight[g], self.norm_ffn_bias[g]),
+                           self.fc1_weight[g], self.fc1_bias[g]))
+        h = _linear(fast_dropout(h, self.relu_dropout, self.training), self.fc2_weight[g], self.fc2_bias[g])
         return x + fast_dropout(h, self.res_dropout, self.training)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _upgrade_layer_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class MulTEncoder(nn.Module):
-    """Stack of :class:`MulTLayer` with MulT's input embedding and a final LayerNorm.
+    """Stack of :class:`MulTLayer` with MulT's input embedding and a final LayerNorm; ``groups`` encoders at once.
 
     Input embedding: ``x * sqrt(D) + sinusoid(1..L)``, then embedding dropout (the same for ``kv``).
+    ``groups > 1`` holds G independent encoders of one width and depth (DMD's six cross-modal encoders, its
+    three self-attention encoders, ...) with parameters stacked on a leading axis. When their inputs have one
+    shape, the G encoders run as ONE batched encoder: each step is one kernel over G blocks instead of G
+    small kernels. At MulT's widths (d = 30-100) on CPU the per-kernel overhead, not the arithmetic, dominated
+    a DMD step (benchmarks/dmd_bench.py). Inputs of different lengths (unaligned data) run group by group on
+    the same parameters.
 
     Args:
         embed_dim, num_heads, layers: width, heads, depth.
-        attn_dropout: dropout on attention weights (training only).
+        attn_dropout: dropout on attention weights (training only); a tuple gives one rate per group.
         relu_dropout: dropout after the FFN's ReLU. res_dropout: dropout on each residual branch.
         embed_dropout: dropout on the embedded input(s).
         causal: reference ``attn_mask``: additive ``-inf`` above the diagonal offset ``1 + |Lk - Lq|``.
+        groups: number of independent encoders.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, layers: int, attn_dropout: float = 0.0,
+    def __init__(self, embed_dim: int, num_heads: int, layers: int, attn_dropout: float | tuple[float, ...] = 0.0,
                  relu_dropout: float = 0.0, res_dropout: float = 0.0, embed_dropout: float = 0.0,
-                 causal: bool = True) -> None:
+                 causal: bool = True, groups: int = 1) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim, self.groups = embed_dim, groups
         self.embed_scale = math.sqrt(embed_dim)
         self.embed_dropout = embed_dropout
+        attn_dropout = _per_group(attn_dropout, groups)
         self.layers = nn.ModuleList(
-            MulTLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout, causal) for _ in range(layers)
+            MulTLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout, causal, groups)
+            for _ in range(layers)
         )
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm_weight, self.norm_bias = _group_param(groups, embed_dim, init="ones"), _group_param(groups, embed_dim, init="zeros")
 
     def embed(self, x: Tensor) -> Tensor:
-        pos = sinusoidal_positions(x.shape[0], self.embed_dim, device=x.device, dtype=x.dtype)
+        pos = sinusoidal_positions(x.shape[-3], self.embed_dim, device=x.device, dtype=x.dtype)
         return fast_dropout(self.embed_scale * x + pos[:, None, :], self.embed_dropout, self.training)
 
-    def forward(self, x: Tensor, kv: Tensor | None = None) -> Tensor:
-        """``x (Lq, B, D)``, optional ``kv (Lk, B, D)`` (cross-attention) -> ``(Lq, B, D)``."""
+    def _run(self, x: Tensor, kv: Tensor | None, g: slice) -> Tensor:
         x = self.embed(x)
         kv = None if kv is None else self.embed(kv)
         for layer in self.layers:
-            x = layer(x, kv)
-        return self.norm(x)
+            x = layer(x, kv, g)
+        return _layer_norm(x, self.norm_weight[g], self.norm_bias[g])
+
+    def forward(self, x: Tensor, kv: Tensor | None = None) -> Tensor:
+        """One encoder (``groups=1``): ``x (Lq, B, D)``, optional ``kv (Lk, B, D)`` -> ``(Lq, B, D)``.
+        A group: ``x (G, Lq, B, D)`` (and ``kv (G, Lk, B, D)``) -> ``(G, Lq, B, D)``."""
+        if x.dim() == 3:
+            if self.groups != 1:
+                raise ValueError(f"a group of {self.groups} encoders takes (G, L, B, D) inputs; got {tuple(x.shape)}")
+            return self._run(x[None], None if kv is None else kv[None], slice(None))[0]
+        if x.shape[0] != self.groups:
+            raise ValueError(f"expected {self.groups} groups on dim 0, got {tuple(x.shape)}")
+        return self._run(x, kv, slice(None))
+
+    def forward_each(self, xs: list[Tensor], kvs: list[Tensor] | None = None) -> list[Tensor]:
+        """Group ``i`` encodes ``xs[i] (Lq_i, B, D)`` (attending to ``kvs[i]``): batched when all shapes agree."""
+        if len(xs) != self.groups or (kvs is not None and len(kvs) != self.groups):
+            raise ValueError(f"expected {self.groups} inputs, got {len(xs)}")
+        same = all(t.shape == xs[0].shape for t in xs) and (kvs is None or all(t.shape == kvs[0].shape for t in kvs))
+        if same:
+            return list(self(torch.stack(xs), None if kvs is None else torch.stack(kvs)).unbind(0))
+        return [self._run(x[None], None if kvs is None else kvs[i][None], slice(i, i + 1))[0]
+                for i, x in enumerate(xs)]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("weight", "bias"):  # layout before groups: a LayerNorm module ``norm``
+            old = state_dict.pop(f"{prefix}norm.{name}", None)
+            if old is not None:
+                state_dict[f"{prefix}norm_{name}"] = old[None]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _per_group(value: float | tuple[float, ...], groups: int) -> tuple[float, ...]:
+    values = tuple(value) if isinstance(value, (tuple, list)) else (float(value),) * groups
+    if len(values) != groups:
+        raise ValueError(f"{len(values)} attention dropout rates for {groups} groups")
+    return values
+
+
+#: parameter names of a layer before groups (nn.Linear / nn.LayerNorm submodules) -> grouped names
+_LAYER_RENAMES = {f"{m}.{n}": f"{m}_{n}" for m in ("in_proj", "out_proj", "fc1", "fc2", "norm_attn", "norm_ffn")
+                  for n in ("weight", "bias")}
+
+
+def _upgrade_layer_keys(state_dict: dict, prefix: str) -> None:
+    """Checkpoints written before grouped encoders: ``in_proj.weight (3D, D)`` -> ``in_proj_weight (1, 3D, D)``."""
+    for old, new in _LAYER_RENAMES.items():
+        value = state_dict.pop(prefix + old, None)
+        if value is not None:
+            state_dict[prefix + new] = value[None]
+
+
+def stack_encoder_state(state_dict: dict, prefix: str, members: list[str]) -> None:
+    """Merge the state of separate encoders ``prefix.member.*`` into one group's keys ``prefix.*``, members in
+    order on the group axis: single encoders in the layout before groups (old checkpoints) or ``groups=1`` ones."""
+    first = f"{prefix}.{members[0]}."
+    names = [k[len(first):] for k in list(state_dict) if k.startswith(first)]
+    for name in names:
+        parts = [state_dict.pop(f"{prefix}.{m}.{name}") for m in members]
+        head, _, leaf = name.rpartition(".")
+        old = f"{head.rpartition('.')[2]}.{leaf}" if head else leaf  # e.g. "in_proj.weight" in "layers.0.in_proj.weight"
+        if old in _LAYER_RENAMES or old in ("norm.weight", "norm.bias"):
+            grouped = _LAYER_RENAMES.get(old, old.replace(".", "_"))
+            state_dict[f"{prefix}.{name[: -len(old)]}{grouped}"] = torch.stack(parts)
+        else:
+            state_dict[f"{prefix}.{name}"] = torch.cat(parts)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_kd.checkpoint import ConfigError
-from lightning_kd.nn.mult import MulTEncoder, fast_dropout
+from lightning_kd.nn.mult import MulTEncoder, fast_dropout, stack_encoder_state
 from lightning_kd.options import options
 
 __all__ = ["BackboneOptions", "DMDNet", "DMDNetOptions", "DMDOutput", "MODALITIES"]
@@ -192,9 +192,10 @@ class DMDNet(nn.Module):
                 raise ValueError(f"{m}: sequence length {lens[m]} is shorter than its kernel size {kernels[m]}")
         adrop = {"text": o.attn_dropout, "audio": o.attn_dropout_a, "vision": o.attn_dropout_v}
 
-        def mult(dim: int, attn: float, n_layers: int = layers) -> MulTEncoder:
+        def mult(dim: int, attn: tuple[float, ...], n_layers: int = layers) -> MulTEncoder:
             return MulTEncoder(dim, heads, n_layers, attn_dropout=attn, relu_dropout=o.relu_dropout,
-                               res_dropout=o.res_dropout, embed_dropout=o.embed_dropout, causal=o.causal)
+                               res_dropout=o.res_dropout, embed_dropout=o.embed_dropout, causal=o.causal,
+                               groups=len(attn))
 
         def conv(i: int, o: int, k: int = 1) -> nn.Conv1d:
             return nn.Conv1d(i, o, kernel_size=k, padding=0, bias=False)
@@ -210,18 +211,24 @@ class DMDNet(nn.Module):
         self.align_shared = md(lambda m: nn.Linear(d * self.out_lens[m], d))  # c_m -> similarity space
         # 5: homogeneous branch
         self.homo_head = md(lambda m: HomoHead(d * self.out_lens[m], d, output_dropout))
-        self.shared_attention = md(lambda m: mult(d, adrop[m]))
+        # the per-modality (and per-pair) MulT encoders are groups: one batched encoder each (MulTEncoder)
+        self.shared_attention = mult(d, tuple(adrop[m] for m in MODALITIES))
         self.shared_head = ResidualHead(3 * d, output_dropout)
-        # 6: heterogeneous branch; cross[t][s]: target t attends to source s
-        self.cross = nn.ModuleDict({
-            t: nn.ModuleDict({s: mult(d, adrop[s]) for s in _others(t)}) for t in MODALITIES
-        })
-        self.hetero_memory = md(lambda m: mult(2 * d, o.attn_dropout, max(layers, 3)))
+        # 6: heterogeneous branch; cross group i: target t attends to source s for CROSS_PAIRS[i] = (t, s)
+        self.cross = mult(d, tuple(adrop[src] for _, src in CROSS_PAIRS))
+        self.hetero_memory = mult(2 * d, (o.attn_dropout,) * len(MODALITIES), max(layers, 3))
         self.hetero_head = md(lambda m: ResidualHead(2 * d, output_dropout))
         # 7: gated fusion
         self.gate = md(lambda m: nn.Linear(2 * d, 2 * d))
         self.gate_shared = nn.Linear(3 * d, 3 * d)
         self.fusion_head = ResidualHead(9 * d, output_dropout)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before grouped encoders held one MulTEncoder per modality / pair
+        stack_encoder_state(state_dict, prefix + "shared_attention", list(MODALITIES))
+        stack_encoder_state(state_dict, prefix + "cross", [f"{t}.{s}" for t, s in CROSS_PAIRS])
+        stack_encoder_state(state_dict, prefix + "hetero_memory", list(MODALITIES))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, inputs: dict[str, Tensor]) -> DMDOutput:
         """Batch-first ``inputs``: ``text (B, L, D)`` or ``text_bert (B, 3, L)``; ``audio``/``vision (B, L_m, D_m)``."""
@@ -245,15 +252,15 @@ class DMDNet(nn.Module):
         # homogeneous branch (sequence-first copies for the transformers)
         c_seq = {m: c[m].permute(2, 0, 1) for m in MODALITIES}  # (L', B, d)
         homo = [self.homo_head[m](c_seq[m].transpose(0, 1).reshape(B, -1)) for m in MODALITIES]
-        c_last = torch.cat([self.shared_attention[m](c_seq[m])[-1] for m in MODALITIES], dim=-1)  # (B, 3d)
+        c_last = torch.cat([h[-1] for h in self.shared_attention.forward_each([c_seq[m] for m in MODALITIES])],
+                           dim=-1)  # (B, 3d)
         logits_c, _ = self.shared_head(c_last)
 
         # heterogeneous branch
         s_seq = {m: s[m].permute(2, 0, 1) for m in MODALITIES}
-        last = {}
-        for t in MODALITIES:
-            h = torch.cat([self.cross[t][src](s_seq[t], s_seq[src]) for src in _others(t)], dim=-1)
-            last[t] = self.hetero_memory[t](h)[-1]  # (B, 2d)
+        crossed = self.cross.forward_each([s_seq[t] for t, _ in CROSS_PAIRS], [s_seq[src] for _, src in CROSS_PAIRS])
+        pairs = [torch.cat(crossed[2 * i: 2 * i + 2], dim=-1) for i in range(len(MODALITIES))]  # per target (L', B, 2d)
+        last = {t: h[-1] for t, h in zip(MODALITIES, self.hetero_memory.forward_each(pairs))}  # (B, 2d)
         hetero = [self.hetero_head[m](last[m]) for m in MODALITIES]
 
         # fusion
@@ -279,6 +286,10 @@ class DMDNet(nn.Module):
 def _others(target: str) -> tuple[str, str]:
     """Source modalities of a target in the official concatenation order (L: A, V; A: L, V; V: L, A)."""
     return {"text": ("audio", "vision"), "audio": ("text", "vision"), "vision": ("text", "audio")}[target]
+
+
+#: (target, source) of each cross-modal encoder, grouped by target in MODALITIES order
+CROSS_PAIRS: tuple[tuple[str, str], ...] = tuple((t, s) for t in MODALITIES for s in _others(t))
 
 
 def _lookup(table: dict[str, int], key: str, name: str, fallback: str | None = None) -> int:
