@@ -117,3 +117,22 @@ def test_dmd_loads_a_checkpoint_from_before_grouped_encoders() -> None:
     x = {m: torch.randn(3, 10, dims[m]) for m in dims}
     with torch.no_grad():
         torch.testing.assert_close(fresh(x).prediction, net(x).prediction, atol=0, rtol=0)
+
+
+def test_single_encoder_loads_its_layout_from_before_groups() -> None:
+    """A ``groups=1`` encoder (the fusion baseline's) reads keys written before groups: ``layers.0.in_proj.weight
+    (3D, D)``, ``norm.weight (D,)``."""
+    torch.manual_seed(0)
+    enc = MulTEncoder(D, H, 2).eval()
+    old = {}
+    for key, value in enc.state_dict().items():
+        head, _, leaf = key.rpartition(".")
+        module, _, name = leaf.rpartition("_")
+        old[f"{head}.{module}.{name}" if head else f"{module}.{name}"] = value[0]
+    assert "layers.1.fc2.weight" in old and "norm.bias" in old
+    torch.manual_seed(9)
+    fresh = MulTEncoder(D, H, 2).eval()
+    fresh.load_state_dict(old)  # strict
+    x = torch.randn(6, 3, D)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), enc(x), atol=0, rtol=0)

@@ -246,10 +246,6 @@ class MulTLayer(nn.Module):
         h = _linear(fast_dropout(h, self.relu_dropout, self.training), self.fc2_weight[g], self.fc2_bias[g])
         return x + fast_dropout(h, self.res_dropout, self.training)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        _upgrade_layer_keys(state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 class MulTEncoder(nn.Module):
     """Stack of :class:`MulTLayer` with MulT's input embedding and a final LayerNorm; ``groups`` encoders at once.
@@ -318,10 +314,8 @@ class MulTEncoder(nn.Module):
                 for i, x in enumerate(xs)]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("weight", "bias"):  # layout before groups: a LayerNorm module ``norm``
-            old = state_dict.pop(f"{prefix}norm.{name}", None)
-            if old is not None:
-                state_dict[f"{prefix}norm_{name}"] = old[None]
+        own = {k[len(prefix):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(prefix)}
+        state_dict.update({prefix + k: v for k, v in _grouped_layout(own).items()})  # checkpoints before groups
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -332,30 +326,34 @@ def _per_group(value: float | tuple[float, ...], groups: int) -> tuple[float, ..
     return values
 
 
-#: parameter names of a layer before groups (nn.Linear / nn.LayerNorm submodules) -> grouped names
-_LAYER_RENAMES = {f"{m}.{n}": f"{m}_{n}" for m in ("in_proj", "out_proj", "fc1", "fc2", "norm_attn", "norm_ffn")
-                  for n in ("weight", "bias")}
+#: parameter names before groups (nn.Linear / nn.LayerNorm submodules) -> grouped names
+_RENAMES = {f"{m}.{n}": f"{m}_{n}" for m in ("in_proj", "out_proj", "fc1", "fc2", "norm_attn", "norm_ffn", "norm")
+            for n in ("weight", "bias")}
 
 
-def _upgrade_layer_keys(state_dict: dict, prefix: str) -> None:
-    """Checkpoints written before grouped encoders: ``in_proj.weight (3D, D)`` -> ``in_proj_weight (1, 3D, D)``."""
-    for old, new in _LAYER_RENAMES.items():
-        value = state_dict.pop(prefix + old, None)
-        if value is not None:
-            state_dict[prefix + new] = value[None]
+def _grouped_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """One encoder's state (keys relative to it) in the grouped layout: keys written before groups
+    (``layers.0.in_proj.weight (3D, D)``, ``norm.weight (D,)``) become ``layers.0.in_proj_weight (1, 3D, D)``,
+    ``norm_weight (1, D)``; grouped keys pass unchanged."""
+    out = {}
+    for key, value in state.items():
+        head, _, leaf = key.rpartition(".")
+        module, _, _ = head.rpartition(".")
+        old = f"{head.rpartition('.')[2]}.{leaf}" if head else leaf  # "in_proj.weight" of "layers.0.in_proj.weight"
+        if old in _RENAMES:
+            out[f"{module}.{_RENAMES[old]}" if module else _RENAMES[old]] = value[None]
+        else:
+            out[key] = value
+    return out
 
 
 def stack_encoder_state(state_dict: dict, prefix: str, members: list[str]) -> None:
     """Merge the state of separate encoders ``prefix.member.*`` into one group's keys ``prefix.*``, members in
     order on the group axis: single encoders in the layout before groups (old checkpoints) or ``groups=1`` ones."""
-    first = f"{prefix}.{members[0]}."
-    names = [k[len(first):] for k in list(state_dict) if k.startswith(first)]
-    for name in names:
-        parts = [state_dict.pop(f"{prefix}.{m}.{name}") for m in members]
-        head, _, leaf = name.rpartition(".")
-        old = f"{head.rpartition('.')[2]}.{leaf}" if head else leaf  # e.g. "in_proj.weight" in "layers.0.in_proj.weight"
-        if old in _LAYER_RENAMES or old in ("norm.weight", "norm.bias"):
-            grouped = _LAYER_RENAMES.get(old, old.replace(".", "_"))
-            state_dict[f"{prefix}.{name[: -len(old)]}{grouped}"] = torch.stack(parts)
-        else:
-            state_dict[f"{prefix}.{name}"] = torch.cat(parts)
+    merged: dict[str, list[Tensor]] = {}
+    for member in members:
+        head = f"{prefix}.{member}."
+        own = {k[len(head):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(head)}
+        for key, value in _grouped_layout(own).items():
+            merged.setdefault(key, []).append(value)
+    state_dict.update({f"{prefix}.{k}": torch.cat(parts) for k, parts in merged.items()})
