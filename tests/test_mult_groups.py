@@ -136,3 +136,32 @@ def test_single_encoder_loads_its_layout_from_before_groups() -> None:
     x = torch.randn(6, 3, D)
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), enc(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_inference_mode_products_equal_the_sdpa_path(causal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In inference mode (and export) attention runs as chunked explicit products: the same function as SDPA."""
+    monkeypatch.setattr(mult, "ATTENTION_CHUNK_BYTES", 2 * H * 9 * 9 * 4)  # 2 samples per chunk
+    _, group = _separate_and_group((0.1, 0.0, 0.3), causal=causal)
+    group.eval()
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(9, 5, D, generator=g) for _ in range(3)]
+    kvs = [torch.randn(L, 5, D, generator=g) for L in (9, 9, 9)]
+    unequal = [torch.randn(L, 5, D, generator=g) for L in (4, 9, 7)]
+    for kv in (None, kvs, unequal):
+        with torch.no_grad():
+            expected = group.forward_each(xs, kv)
+        with torch.inference_mode():
+            got = group.forward_each(xs, kv)
+        for a, b in zip(got, expected):
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_attention_with_a_bias_equals_sdpa() -> None:
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(7, 3, L, 5, generator=g) for L in (6, 8, 8))
+    allowed = future_mask(6, 8)
+    bias = torch.zeros(6, 8).masked_fill_(~allowed, float("-inf"))
+    torch.testing.assert_close(mult.chunked_attention(q, k, v, bias),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), atol=1e-6, rtol=1e-6)

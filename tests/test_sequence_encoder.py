@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import lightning_kd.nn.sequence as sequence
+import lightning_kd.nn.mult as mult
 from lightning_kd.nn.sequence import ConvTransformerEncoder, _conv_steps
 
 
@@ -41,7 +41,7 @@ def _eval_path(enc: ConvTransformerEncoder, *args: torch.Tensor | None) -> torch
 def test_eval_path_equals_the_module_path(dim: int, heads: int, layers: int, kernel: int, fastpath: bool,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # scores of 3 samples per chunk: a batch of 10 runs as 4 chunks
-    monkeypatch.setattr(sequence, "ATTENTION_CHUNK_BYTES", 3 * heads * 9 * 9 * 4)
+    monkeypatch.setattr(mult, "ATTENTION_CHUNK_BYTES", 3 * heads * 9 * 9 * 4)
     torch.manual_seed(0)
     enc = ConvTransformerEncoder(7, dim, heads, layers, kernel, dropout=0.3).eval()
     x = torch.randn(10, 9, 7)
@@ -75,7 +75,7 @@ def test_conv_steps_is_a_same_padded_convolution_over_valid_steps(kernel: int) -
 
 
 def test_traced_eval_path_takes_any_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sequence, "ATTENTION_CHUNK_BYTES", 2 * 2 * 6 * 6 * 4)  # 2 samples per chunk in eager
+    monkeypatch.setattr(mult, "ATTENTION_CHUNK_BYTES", 2 * 2 * 6 * 6 * 4)  # 2 samples per chunk in eager
     torch.manual_seed(3)
     enc = ConvTransformerEncoder(4, 8, 2, 1, 3).eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_kd.nn.mult import ATTENTION_CHUNK_BYTES, matmul_narrow, sinusoidal_positions
+from lightning_kd.nn.mult import chunked_attention, sinusoidal_positions, tracing
 
 __all__ = ["ConvTransformerEncoder", "masked_mean"]
 
@@ -52,7 +52,7 @@ class ConvTransformerEncoder(nn.Module):
         if mask is not None:
             pad = ~mask.bool()
             pad = pad & mask.any(1, keepdim=True)  # nothing valid: attend everywhere (no NaN rows)
-        if not self.training and (torch.is_inference_mode_enabled() or _tracing()):
+        if not self.training and (torch.is_inference_mode_enabled() or tracing()):
             return self._encode_eval(x, mask, pad)
         if mask is not None:
             x = x.masked_fill(~mask.bool().unsqueeze(-1), 0.0)
@@ -106,10 +106,8 @@ def _self_attention(attn: nn.MultiheadAttention, x: Tensor, pad: Tensor | None) 
     """``attn(x, x, x, key_padding_mask=pad)`` without dropout; ``x (B, L, D)``, ``pad (B, L)`` True = hidden.
 
     The key padding enters the score product itself: queries get a constant 1 and keys a ``0`` / ``-inf``
-    column, so ``[q, 1] . [k, bias] = q . k + bias`` with no pass over the scores to mask them. Samples are
-    processed in chunks whose ``(b, H, L, L)`` scores take at most
-    :data:`~lightning_kd.nn.mult.ATTENTION_CHUNK_BYTES`, so the softmax runs in cache (one chunk when traced
-    for export: the graph must not depend on the example's batch size).
+    column, so ``[q, 1] . [k, bias] = q . k + bias`` with no pass over the scores to mask them
+    (:func:`~lightning_kd.nn.mult.chunked_attention` computes the rest).
     """
     B, L, D = x.shape
     H = attn.num_heads
@@ -119,15 +117,8 @@ def _self_attention(attn: nn.MultiheadAttention, x: Tensor, pad: Tensor | None) 
         bias = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill_(pad, float("-inf"))
         q = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
         k = torch.cat([k, bias[:, None, :, None].expand(B, H, L, 1)], dim=-1)
-    step = B if _tracing() else max(1, ATTENTION_CHUNK_BYTES // (H * L * L * x.element_size()))
-    outs = [matmul_narrow((q[c] @ k[c].transpose(-2, -1)).softmax(dim=-1), v[c])
-            for c in (slice(start, start + step) for start in range(0, B, step))]
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    out = chunked_attention(q, k, v, scale=1.0)
     return attn.out_proj(out.transpose(1, 2).reshape(B, L, D))
-
-
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
 
 
 def masked_mean(states: list[Tensor], masks: list[Tensor]) -> Tensor:
