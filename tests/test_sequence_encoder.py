@@ -57,6 +57,7 @@ def test_eval_path_ignores_padding_contents() -> None:
     enc = ConvTransformerEncoder(6, 8, 2, 2, 3).eval()
     x, mask = torch.randn(5, 11, 6), _masks(5, 11)
     noisy = x.masked_fill(mask[..., None], 0.0) * 100 + x.masked_fill(~mask[..., None], 0.0)
+    noisy[1, -1] = float("inf")  # padding (sample 1 has one valid step) may hold anything
     a, b = _eval_path(enc, x, mask), _eval_path(enc, noisy, mask)
     keep = mask.clone()
     keep[0] = True  # the sample without valid steps attends everywhere: its (unused) output may differ

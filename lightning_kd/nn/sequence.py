@@ -72,7 +72,7 @@ class ConvTransformerEncoder(nn.Module):
         for wide heads (each took ~20 ms of a 256-sample batch's ~35 ms per layer, 2 CPU cores), and the
         convolution needs two layout copies of the input. Here the convolution is one product in the input's
         own layout (:func:`_conv_steps`) and the attention :func:`_self_attention`
-        (``benchmarks/export_bench.py``: the CorrKD student's throughput about doubled).
+        (``benchmarks/export_bench.py``: the CorrKD student's throughput 1.5-2x, README "Exported students").
         """
         h = _conv_steps(x, self.conv.weight * self.scale, mask)
         h = h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype)
@@ -94,7 +94,7 @@ def _conv_steps(x: Tensor, weight: Tensor, mask: Tensor | None) -> Tensor:
     D, C, K = weight.shape
     z = (x @ weight.permute(1, 2, 0).reshape(C, K * D)).view(B, L, K, D)
     if mask is not None:
-        z = z * mask.to(z.dtype)[:, :, None, None]
+        z = z.masked_fill(~mask.bool()[:, :, None, None], 0.0)  # not a product: padding may hold inf
     z = F.pad(z, (0, 0, 0, 0, K // 2, K // 2))
     out = z[:, 0:L, 0]
     for t in range(1, K):
