@@ -11,7 +11,10 @@ Models, each trained with its own published protocol under a capped epoch budget
 (c) ``dmd``             DMD, complete training data (``--dmd_epochs``);
 (d) ``corrkd``          CorrKD teacher (complete data) then student (missing data), ``--corrkd_epochs`` each;
 (e) ``corrkd_net_missing`` ablation: the CorrKD network trained like the student (same augmentation, epochs)
-                        but with cross-entropy only, no teacher: what the distillation adds.
+                        but with cross-entropy only, no teacher: what the distillation adds;
+(f) ``corrkd_compact``  CorrKD teacher then the compact student (configs/corrkd/synthetic_student_compact.yaml:
+                        one Transformer layer, 2 heads; the deployable >= 5000 samples/s student);
+(g) ``corrkd_compact_net_missing`` the compact network trained like (e): what distillation adds to it.
 
 Every job runs in its own process with one thread (``--workers`` jobs at a time). Results:
 ``benchmarks/results/corrkd/<model>_s<seed>.csv`` (the robustness CSV of that run),
@@ -35,14 +38,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CSV_DIR = RESULTS / "corrkd"
 WORK = ROOT / "runs" / "bench_corrkd"
-MODELS = ("fusion", "fusion_missing", "dmd", "corrkd", "corrkd_net_missing")
+MODELS = ("fusion", "fusion_missing", "dmd", "corrkd", "corrkd_net_missing", "corrkd_compact",
+          "corrkd_compact_net_missing")
 LABELS = {"fusion": "(a) fusion, complete data", "fusion_missing": "(b) fusion + missing-data augmentation",
           "dmd": "(c) DMD", "corrkd": "(d) CorrKD student",
-          "corrkd_net_missing": "(e) CorrKD net + augmentation, no distillation"}
+          "corrkd_net_missing": "(e) CorrKD net + augmentation, no distillation",
+          "corrkd_compact": "(f) CorrKD compact student",
+          "corrkd_compact_net_missing": "(g) compact net + augmentation, no distillation"}
 # the student's augmentation (configs/corrkd/synthetic_student.yaml), reused for baseline (b)
 AUGMENT = ["--data.init_args.train_missing.min_rate", "0.0", "--data.init_args.train_missing.max_rate", "1.0",
            "--data.init_args.train_missing.modality_prob", "0.5"]
-MODEL_ORDER = ("dmd", "corrkd", "corrkd_net_missing", "fusion_missing", "fusion")  # longest first
+MODEL_ORDER = ("dmd", "corrkd", "corrkd_compact", "corrkd_net_missing", "corrkd_compact_net_missing", "fusion_missing",
+               "fusion")  # longest first
+COMPACT = ["--model.init_args.net.layers", "1", "--model.init_args.net.heads", "2"]  # synthetic_student_compact.yaml
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--test_after_fit", "false", "--data.init_args.eval_batch_size", "128"]
 
@@ -56,13 +64,18 @@ def _fit_args(model: str, seed: int, epochs: dict[str, int]) -> list[list[str]]:
         extra = AUGMENT if model == "fusion_missing" else []
         return [["-c", "configs/fusion/synthetic.yaml", *common, *extra,
                  "--trainer.max_epochs", str(epochs["fusion"]), *log(model)]]
-    if model == "corrkd_net_missing":
-        return [["-c", "configs/corrkd/synthetic_teacher.yaml", *common, *AUGMENT, "--trainer.max_epochs",
+    if model in ("corrkd_net_missing", "corrkd_compact_net_missing"):
+        net = COMPACT if model == "corrkd_compact_net_missing" else []
+        return [["-c", "configs/corrkd/synthetic_teacher.yaml", *common, *AUGMENT, *net, "--trainer.max_epochs",
                  str(epochs["corrkd"]), *log(model)]]
     if model == "dmd":
         return [["-c", "configs/dmd/synthetic.yaml", *common, "--trainer.max_epochs", str(epochs["dmd"]), *log(model)]]
-    return [["-c", f"configs/corrkd/synthetic_{role}.yaml", *common, "--trainer.max_epochs", str(epochs["corrkd"]),
-             *log(f"corrkd_{role}")] for role in ("teacher", "student")]
+    if model == "corrkd_compact":
+        stages = (("synthetic_teacher", "corrkd_compact_teacher"), ("synthetic_student_compact", "corrkd_compact_student"))
+    else:
+        stages = (("synthetic_teacher", "corrkd_teacher"), ("synthetic_student", "corrkd_student"))
+    return [["-c", f"configs/corrkd/{config}.yaml", *common, "--trainer.max_epochs", str(epochs["corrkd"]), *log(name)]
+            for config, name in stages]
 
 
 def job(model: str, seed: int, epochs: dict[str, int]) -> None:

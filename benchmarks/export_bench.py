@@ -36,6 +36,7 @@ CASES: dict[str, tuple[str, dict[str, tuple[int, ...]], bool]] = {
     "dmd": ("configs/dmd/mosi_aligned.yaml", MOSI, True),
     "fusion": ("configs/fusion/mosi_aligned.yaml", MOSI, False),
     "corrkd_student": ("configs/corrkd/mosi_student.yaml", MOSI_MULT, True),
+    "corrkd_student_compact": ("configs/corrkd/mosi_student_compact.yaml", MOSI_MULT, True),
     "cdgkd_student": ("configs/cdgkd/deap_student.yaml", {"face": (5, 48)}, True),
     "mt_pkdot_student": ("configs/mt_pkdot/biovid_5_student.yaml", {"video": (16, 48)}, True),
     "vlsg": ("configs/vlsg/mfeat.yaml", {f"view_{i}": (d,) for i, d in enumerate((216, 76, 64, 6, 240, 47))}, True),

@@ -32,7 +32,7 @@ def _callbacks(cfg: dict) -> list[tuple[str, dict]]:
 
 
 def test_every_method_config_is_listed() -> None:
-    assert len(CONFIGS) == 20 and sum(not c.startswith("fusion/") for c in CONFIGS) == 18  # + dmd/mosi_aligned_bert
+    assert len(CONFIGS) == 22 and sum(not c.startswith("fusion/") for c in CONFIGS) == 20  # + dmd/mosi_aligned_bert, corrkd compact
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -424,3 +424,39 @@ def test_student_ddp_two_cpu_processes_bf16(tiny_mmsa_aligned: Path, teacher_ckp
     assert set(BINARY_SENTIMENT_KEYS) <= set(tested) and tested["Has0_acc_2"] is not None
     out = proc.stderr + proc.stdout
     assert "GLOBAL_RANK: 1" in out or "world_size: 2" in out
+
+
+# -- the compact student ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["synthetic", "mosi"])
+def test_compact_student_configs_change_only_depth_and_heads(name: str) -> None:
+    full = resolved_config("-c", str(CONFIGS / f"{name}_student.yaml"))
+    compact = resolved_config("-c", str(CONFIGS / f"{name}_student_compact.yaml"))
+    assert compact["model"]["init_args"]["net"] == {**full["model"]["init_args"]["net"], "layers": 1, "heads": 2}
+    for part in ("data", "trainer"):
+        f, c = dict(full[part]), dict(compact[part])
+        if part == "trainer":
+            f.pop("logger"), c.pop("logger")
+        assert f == c
+    assert {k: v for k, v in compact["model"]["init_args"].items() if k != "net"} == \
+        {k: v for k, v in full["model"]["init_args"].items() if k != "net"}
+
+
+def test_compact_student_distils_from_a_full_size_teacher(tiny_mmsa_aligned: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compact student (1 layer, 2 heads) trains against a deeper, wider-headed teacher of the same width."""
+    monkeypatch.chdir(tmp_path)  # fast_dev_run (no logger) writes test_metrics.json to the working directory
+    dim8 = ["--model.init_args.net.dim", "8", "--model.init_args.loss.mi_hidden", "8", "--data.init_args.batch_size",
+            "8", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    main(["fit", "-c", TEACHER_YAML, *mmsa(tiny_mmsa_aligned), *dim8, "--model.init_args.net.heads", "4",
+          "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--test_after_fit=false"])
+    ckpt = tmp_path / "corrkd/synthetic_teacher/version_0/checkpoints/last.ckpt"
+    student = build_cli(["fit", "-c", str(CONFIGS / "synthetic_student_compact.yaml"), *mmsa(tiny_mmsa_aligned),
+                         *dim8, "--trainer.fast_dev_run=true", "--model.init_args.teacher_ckpt", str(ckpt)])
+    model = student.model
+    teacher = model.teacher
+    s_enc, t_enc = model.net.encoders["text"].encoder, teacher.net.encoders["text"].encoder
+    assert (len(s_enc.layers), s_enc.layers[0].self_attn.num_heads) == (1, 2)
+    assert (len(t_enc.layers), t_enc.layers[0].self_attn.num_heads) == (2, 4)
+    assert student.trainer.global_step == 1
+    assert all(torch.isfinite(p).all() for p in model.net.parameters())
