@@ -144,10 +144,10 @@ def _grouped_dropout_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor 
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def chunked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None,
+def chunked_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None = None,
                       scale: float | None = None) -> Tensor:
-    """``softmax(scale * q k^T + bias) v`` without dropout, for ``q (B, H, Lq, d)``, ``k``/``v (B, H, Lk, d)`` and
-    an additive ``bias`` broadcast to the scores (``-inf`` hides a key); ``scale`` defaults to ``d ** -0.5``.
+    """``softmax(scale * q k^T) v`` without dropout over the keys ``allowed (Lq, Lk)`` (bool, True = may attend;
+    None = all), for ``q (B, H, Lq, d)``, ``k``/``v (B, H, Lk, d)``; ``scale`` defaults to ``d ** -0.5``.
 
     The inference kernel for narrow heads (d = 4-10): at these widths the fused SDPA kernel is the slowest
     option on CPU (a 256-sample batch of 10 heads of width 4 over 50 steps: ~20 ms, against ~5 ms here, 2
@@ -155,6 +155,8 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = Non
     runs in cache; one chunk when traced for export (the graph must not depend on the example's batch size).
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    bias = None if allowed is None else torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(
+        ~allowed, float("-inf"))
     B = q.shape[0]
     per_sample = q.shape[1] * q.shape[2] * k.shape[2] * q.element_size()
     step = B if tracing() else max(1, ATTENTION_CHUNK_BYTES // per_sample)
@@ -248,27 +250,18 @@ class MulTLayer(nn.Module):
             k, v = _linear(kv, w[:, D:], b[:, D:]).chunk(2, dim=-1)
         G, len_q, B, _ = q.shape
         len_k = k.shape[1]
-        mask, is_causal = None, False
-        if self.causal:
-            if len_q == len_k:
-                is_causal = True  # offset 1: the usual lower-triangular mask
-            else:
-                mask = future_mask(len_q, len_k, device=x.device)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        allowed = future_mask(len_q, len_k, device=x.device) if self.causal else None
         rates = self.attn_dropout[g]
         if self.training and max(rates) > 0.0:
             # SDPA with dropout leaves the fused CPU kernel anyway; the explicit path uses the cheap mask
-            if is_causal:
-                mask = future_mask(len_q, len_k, device=x.device)
-            out = _grouped_dropout_attention(q, k, v, mask, rates)
+            out = _grouped_dropout_attention(q, k, v, allowed, rates)
         elif not self.training and (torch.is_inference_mode_enabled() or tracing()):
-            if is_causal:
-                mask = future_mask(len_q, len_k, device=x.device)
-            bias = None if mask is None else torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(
-                ~mask, float("-inf"))
-            out = chunked_attention(q, k, v, bias)
+            out = chunked_attention(q, k, v, allowed)
+        elif self.causal and len_q == len_k:  # offset 1: the usual lower-triangular mask, SDPA's own causal kernel
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         # out: (G*B, H, Lq, hd) -> (G, Lq, B, D)
         out = out.view(G, B, self.num_heads, len_q, -1).permute(0, 3, 1, 2, 4).reshape(G, len_q, B, D)
         return _linear(out, self.out_proj_weight[g], self.out_proj_bias[g])
