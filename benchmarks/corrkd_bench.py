@@ -50,7 +50,14 @@ AUGMENT = ["--data.init_args.train_missing.min_rate", "0.0", "--data.init_args.t
            "--data.init_args.train_missing.modality_prob", "0.5"]
 MODEL_ORDER = ("dmd", "corrkd", "corrkd_compact", "corrkd_net_missing", "corrkd_compact_net_missing", "fusion_missing",
                "fusion")  # longest first
-COMPACT = ["--model.init_args.net.layers", "1", "--model.init_args.net.heads", "2"]  # synthetic_student_compact.yaml
+
+
+def _compact_net_args() -> list[str]:
+    """The compact student's architecture (synthetic_student_compact.yaml's net block) as overrides, for (g)."""
+    import yaml
+
+    net = yaml.safe_load((ROOT / "configs/corrkd/synthetic_student_compact.yaml").read_text())["model.init_args.net"]
+    return [arg for key, value in net.items() for arg in (f"--model.init_args.net.{key}", str(value))]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--test_after_fit", "false", "--data.init_args.eval_batch_size", "128"]
 
@@ -65,7 +72,7 @@ def _fit_args(model: str, seed: int, epochs: dict[str, int]) -> list[list[str]]:
         return [["-c", "configs/fusion/synthetic.yaml", *common, *extra,
                  "--trainer.max_epochs", str(epochs["fusion"]), *log(model)]]
     if model in ("corrkd_net_missing", "corrkd_compact_net_missing"):
-        net = COMPACT if model == "corrkd_compact_net_missing" else []
+        net = _compact_net_args() if model == "corrkd_compact_net_missing" else []
         return [["-c", "configs/corrkd/synthetic_teacher.yaml", *common, *AUGMENT, *net, "--trainer.max_epochs",
                  str(epochs["corrkd"]), *log(model)]]
     if model == "dmd":
