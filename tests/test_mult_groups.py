@@ -164,3 +164,51 @@ def test_chunked_attention_with_a_mask_equals_sdpa() -> None:
     allowed = future_mask(6, 8)
     torch.testing.assert_close(mult.chunked_attention(q, k, v, allowed),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("len_q,len_k", [(9, None), (6, 11), (11, 6), (1, None)])
+def test_last_only_equals_the_last_step_of_the_full_output(causal: bool, len_q: int, len_k: int | None) -> None:
+    """``last_only`` (the last layer computes the last query only) gives the full encoder's last step: values and
+    the gradients that reach the inputs and the parameters (no dropout configured, so both draw nothing)."""
+    torch.manual_seed(3)
+    enc = MulTEncoder(D, H, 3, causal=causal, groups=2)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, len_q, 3, D, generator=g, requires_grad=True)
+    kv = None if len_k is None else torch.randn(2, len_k, 3, D, generator=g, requires_grad=True)
+    inputs = [x] if kv is None else [x, kv]
+    full = enc(x, kv)[:, -1:]
+    last = enc(x, kv, last_only=True)
+    assert last.shape == (2, 1, 3, D)
+    torch.testing.assert_close(last, full, atol=1e-6, rtol=1e-5)
+    params = [enc.layers[-1].in_proj_weight, enc.layers[-1].fc1_weight, enc.layers[0].in_proj_weight]
+    ref = torch.autograd.grad((full ** 2).sum(), inputs + params)
+    got = torch.autograd.grad((last ** 2).sum(), inputs + params)
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    with torch.inference_mode():  # the inference kernels (chunked_attention) take the one-row mask too
+        torch.testing.assert_close(enc.eval()(x.detach(), None if kv is None else kv.detach(), last_only=True),
+                                   enc(x.detach(), None if kv is None else kv.detach())[:, -1:], atol=1e-6, rtol=1e-5)
+
+
+def test_last_only_of_unequal_groups_and_a_single_encoder() -> None:
+    _, group = _separate_and_group((0.0, 0.0))
+    group.eval()
+    xs = [torch.randn(6, 2, D), torch.randn(9, 2, D)]
+    with torch.no_grad():
+        for full, last in zip(group.forward_each(xs), group.forward_each(xs, last_only=True)):
+            torch.testing.assert_close(last, full[-1:])
+        single = MulTEncoder(D, H, 2).eval()
+        torch.testing.assert_close(single(xs[1], last_only=True), single(xs[1])[-1:])
+
+
+def test_last_only_draws_dropout_for_the_last_step_only() -> None:
+    """In training the one computed row still gets its attention dropout (a one-layer encoder: its only random
+    draw), and without dropout the row is deterministic."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 8, 4, D)
+    with torch.no_grad():
+        enc = MulTEncoder(D, H, 1, attn_dropout=0.5)
+        assert not torch.equal(enc(x, last_only=True), enc(x, last_only=True))
+        enc = MulTEncoder(D, H, 1, attn_dropout=0.0)
+        assert torch.equal(enc(x, last_only=True), enc(x, last_only=True))

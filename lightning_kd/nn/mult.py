@@ -239,8 +239,12 @@ class MulTLayer(nn.Module):
         G, L, B, _ = t.shape
         return t.reshape(G, L, B, self.num_heads, -1).permute(0, 2, 3, 1, 4).reshape(G * B, self.num_heads, L, -1)
 
-    def attention(self, x: Tensor, kv: Tensor | None, g: slice) -> Tensor:
-        """``x (G', Lq, B, D)`` (and ``kv (G', Lk, B, D)``) with the parameters of groups ``g``."""
+    def attention(self, x: Tensor, kv: Tensor | None, g: slice, query_len: int | None = None) -> Tensor:
+        """``x (G', Lq, B, D)`` (and ``kv (G', Lk, B, D)``) with the parameters of groups ``g``.
+
+        ``query_len``: ``x`` holds the LAST ``Lq`` queries of a sequence of that length (the future mask's rows
+        are those of the full sequence); None: ``x`` is the whole sequence.
+        """
         D = self.embed_dim
         w, b = self.in_proj_weight[g], self.in_proj_bias[g]
         if kv is None:
@@ -251,14 +255,15 @@ class MulTLayer(nn.Module):
         G, len_q, B, _ = q.shape
         len_k = k.shape[1]
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
-        allowed = future_mask(len_q, len_k, device=x.device) if self.causal else None
+        full_q = len_q if query_len is None else query_len
+        allowed = future_mask(full_q, len_k, device=x.device)[full_q - len_q:] if self.causal else None
         rates = self.attn_dropout[g]
         if self.training and max(rates) > 0.0:
             # SDPA with dropout leaves the fused CPU kernel anyway; the explicit path uses the cheap mask
             out = _grouped_dropout_attention(q, k, v, allowed, rates)
         elif not self.training and (torch.is_inference_mode_enabled() or tracing()):
             out = chunked_attention(q, k, v, allowed)
-        elif self.causal and len_q == len_k:  # offset 1: the usual lower-triangular mask, SDPA's own causal kernel
+        elif self.causal and len_q == len_k == full_q:  # offset 1: the lower-triangular mask, SDPA's causal kernel
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
@@ -266,10 +271,20 @@ class MulTLayer(nn.Module):
         out = out.view(G, B, self.num_heads, len_q, -1).permute(0, 3, 1, 2, 4).reshape(G, len_q, B, D)
         return _linear(out, self.out_proj_weight[g], self.out_proj_bias[g])
 
-    def forward(self, x: Tensor, kv: Tensor | None = None, g: slice = slice(None)) -> Tensor:
-        """``x (G', Lq, B, D)``, optional ``kv (G', Lk, B, D)``; ``g`` selects the groups' parameters."""
+    def forward(self, x: Tensor, kv: Tensor | None = None, g: slice = slice(None), last_only: bool = False) -> Tensor:
+        """``x (G', Lq, B, D)``, optional ``kv (G', Lk, B, D)``; ``g`` selects the groups' parameters.
+
+        ``last_only``: compute the output at the last query step only, ``(G', 1, B, D)`` (its keys and values
+        still come from every step); equal to ``forward(x, kv, g)[:, -1:]``.
+        """
         nw, nb = self.norm_attn_weight[g], self.norm_attn_bias[g]
-        h = self.attention(_layer_norm(x, nw, nb), None if kv is None else _layer_norm(kv, nw, nb), g)
+        normed = _layer_norm(x, nw, nb)
+        source = None if kv is None else _layer_norm(kv, nw, nb)
+        if last_only:
+            h = self.attention(normed[:, -1:], normed if source is None else source, g, query_len=x.shape[1])
+            x = x[:, -1:]
+        else:
+            h = self.attention(normed, source, g)
         x = x + fast_dropout(h, self.res_dropout, self.training)
         h = F.relu(_linear(_layer_norm(x, self.norm_ffn_weight[g], self.norm_ffn_bias[g]),
                            self.fc1_weight[g], self.fc1_bias[g]))
@@ -315,32 +330,39 @@ class MulTEncoder(nn.Module):
         pos = sinusoidal_positions(x.shape[-3], self.embed_dim, device=x.device, dtype=x.dtype)
         return fast_dropout(self.embed_scale * x + pos[:, None, :], self.embed_dropout, self.training)
 
-    def _run(self, x: Tensor, kv: Tensor | None, g: slice) -> Tensor:
+    def _run(self, x: Tensor, kv: Tensor | None, g: slice, last_only: bool = False) -> Tensor:
         x = self.embed(x)
         kv = None if kv is None else self.embed(kv)
-        for layer in self.layers:
-            x = layer(x, kv, g)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, kv, g, last_only=last_only and i == len(self.layers) - 1)
         return _layer_norm(x, self.norm_weight[g], self.norm_bias[g])
 
-    def forward(self, x: Tensor, kv: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, kv: Tensor | None = None, last_only: bool = False) -> Tensor:
         """One encoder (``groups=1``): ``x (Lq, B, D)``, optional ``kv (Lk, B, D)`` -> ``(Lq, B, D)``.
-        A group: ``x (G, Lq, B, D)`` (and ``kv (G, Lk, B, D)``) -> ``(G, Lq, B, D)``."""
+        A group: ``x (G, Lq, B, D)`` (and ``kv (G, Lk, B, D)``) -> ``(G, Lq, B, D)``.
+
+        ``last_only``: the output at the last step only (length 1 instead of Lq), for readers of ``h[-1]``
+        (DMD, the fusion baseline): the last layer then computes one query per sequence instead of Lq
+        (attention row, out-projection, FFN), the earlier layers every step (the last step attends to them).
+        Equal to ``forward(x, kv)[..., -1:, :, :]`` up to float rounding; in training the dropout masks differ.
+        """
         if x.dim() == 3:
             if self.groups != 1:
                 raise ValueError(f"a group of {self.groups} encoders takes (G, L, B, D) inputs; got {tuple(x.shape)}")
-            return self._run(x[None], None if kv is None else kv[None], slice(None))[0]
+            return self._run(x[None], None if kv is None else kv[None], slice(None), last_only)[0]
         if x.shape[0] != self.groups:
             raise ValueError(f"expected {self.groups} groups on dim 0, got {tuple(x.shape)}")
-        return self._run(x, kv, slice(None))
+        return self._run(x, kv, slice(None), last_only)
 
-    def forward_each(self, xs: list[Tensor], kvs: list[Tensor] | None = None) -> list[Tensor]:
-        """Group ``i`` encodes ``xs[i] (Lq_i, B, D)`` (attending to ``kvs[i]``): batched when all shapes agree."""
+    def forward_each(self, xs: list[Tensor], kvs: list[Tensor] | None = None, last_only: bool = False) -> list[Tensor]:
+        """Group ``i`` encodes ``xs[i] (Lq_i, B, D)`` (attending to ``kvs[i]``): batched when all shapes agree.
+        ``last_only`` as in :meth:`forward` (each output ``(1, B, D)``)."""
         if len(xs) != self.groups or (kvs is not None and len(kvs) != self.groups):
             raise ValueError(f"expected {self.groups} inputs, got {len(xs)}")
         same = all(t.shape == xs[0].shape for t in xs) and (kvs is None or all(t.shape == kvs[0].shape for t in kvs))
         if same:
-            return list(self(torch.stack(xs), None if kvs is None else torch.stack(kvs)).unbind(0))
-        return [self._run(x[None], None if kvs is None else kvs[i][None], slice(i, i + 1))[0]
+            return list(self(torch.stack(xs), None if kvs is None else torch.stack(kvs), last_only).unbind(0))
+        return [self._run(x[None], None if kvs is None else kvs[i][None], slice(i, i + 1), last_only)[0]
                 for i, x in enumerate(xs)]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

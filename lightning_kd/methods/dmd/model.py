@@ -252,7 +252,7 @@ class DMDNet(nn.Module):
         # homogeneous branch (sequence-first copies for the transformers)
         c_seq = {m: c[m].permute(2, 0, 1) for m in MODALITIES}  # (L', B, d)
         homo = [self.homo_head[m](c_seq[m].transpose(0, 1).reshape(B, -1)) for m in MODALITIES]
-        c_last = torch.cat([h[-1] for h in self.shared_attention.forward_each([c_seq[m] for m in MODALITIES])],
+        c_last = torch.cat([h[-1] for h in self.shared_attention.forward_each([c_seq[m] for m in MODALITIES], last_only=True)],
                            dim=-1)  # (B, 3d)
         logits_c, _ = self.shared_head(c_last)
 
@@ -260,7 +260,7 @@ class DMDNet(nn.Module):
         s_seq = {m: s[m].permute(2, 0, 1) for m in MODALITIES}
         crossed = self.cross.forward_each([s_seq[t] for t, _ in CROSS_PAIRS], [s_seq[src] for _, src in CROSS_PAIRS])
         pairs = [torch.cat(crossed[2 * i: 2 * i + 2], dim=-1) for i in range(len(MODALITIES))]  # per target (L', B, 2d)
-        last = {t: h[-1] for t, h in zip(MODALITIES, self.hetero_memory.forward_each(pairs))}  # (B, 2d)
+        last = {t: h[-1] for t, h in zip(MODALITIES, self.hetero_memory.forward_each(pairs, last_only=True))}  # (B, 2d)
         hetero = [self.hetero_head[m](last[m]) for m in MODALITIES]
 
         # fusion

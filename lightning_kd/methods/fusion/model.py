@@ -49,7 +49,7 @@ class FusionNet(nn.Module):
         last = []
         for m in MODALITIES:
             h = self.proj[m](x[m].transpose(1, 2))  # (B, d, L')
-            last.append(self.encoders[m](h.permute(2, 0, 1))[-1])  # last step (B, d)
+            last.append(self.encoders[m](h.permute(2, 0, 1), last_only=True)[-1])  # last step (B, d)
         z = torch.cat(last, dim=-1)
         z = z + self.fc2(fast_dropout(F.relu(self.fc1(z)), self.output_dropout, self.training))
         return self.out(z).squeeze(-1)
