@@ -146,3 +146,13 @@ def test_half_precision_inputs_and_autocast_compute_in_float32() -> None:
     assert mixed.ot.dtype == torch.float32 and float(mixed.ot) == pytest.approx(float(ref.ot), rel=1e-6)
     low = StructuralOT(k=4)(t.bfloat16(), s.bfloat16())
     assert low.ot.dtype == torch.float32 and float(low.ot) == pytest.approx(float(ref.ot), rel=0.1)
+
+
+def test_the_cli_does_not_import_pot() -> None:
+    """POT (and the scikit-learn it imports) costs ~44 MiB of every process; only MT-PKDOT's loss needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, lightning_kd.cli, lightning_kd.methods.mt_pkdot; print('ot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

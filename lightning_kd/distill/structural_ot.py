@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import ot
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,6 +70,8 @@ def _entropic_ot(x: Tensor, y: Tensor, eps: float, max_iter: int, tol: float, sc
 
     Gradient (envelope theorem): ``d OT_eps / d C = P`` at the optimum, so ``P`` is a constant of the graph.
     """
+    import ot  # here, not at module level: POT (+ its scikit-learn) holds ~44 MiB that only MT-PKDOT runs use
+
     cost = 0.5 * ot.dist(x, y, metric="sqeuclidean")
     c = cost.detach()
     n, m = c.shape
