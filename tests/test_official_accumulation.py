@@ -67,7 +67,7 @@ def test_reference_by_hand() -> None:
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_matches_official_sum_clip_step_and_drops_partial_group(tmp_path: Path, precision: str) -> None:
-    cb = SummedAccumulationClipping(clip_value=CLIP)
+    cb = SummedAccumulationClipping(clip_value=CLIP, track_stats=True)
     model = _fit(tmp_path, [cb], precision=precision)
     assert torch.allclose(model.w.detach(), torch.tensor([-0.1, 1.25]), atol=1e-6), model.w
     assert (cb.steps, cb.dropped) == (2, 1)
@@ -91,6 +91,8 @@ def test_keep_last_partial_group(tmp_path: Path) -> None:
     model = _fit(tmp_path, [cb])
     assert torch.allclose(model.w.detach(), official(drop_last_partial=False), atol=1e-6)
     assert (cb.steps, cb.dropped) == (3, 0)
+    with pytest.raises(RuntimeError, match="track_stats=True"):  # not counted by default (it costs ~4 % of a step)
+        _ = cb.clipped_fraction
 
 
 def test_resume_from_last_ckpt_ends_like_uninterrupted(tmp_path: Path) -> None:
