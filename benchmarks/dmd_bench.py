@@ -49,8 +49,8 @@ def _config_args(model: str) -> list[str]:
     return args + ["--data.init_args.path", str(DATA)]
 
 
-def _run_child(argv: list[str]) -> tuple[dict, float]:
-    """Run ``python this_file argv`` and return (its JSON result line, its peak RSS in MB)."""
+def _run_child(argv: list[str], all_lines: bool = False) -> tuple[dict | list[dict], float]:
+    """Run ``python this_file argv`` and return (its last JSON result line, or all of them, its peak RSS in MB)."""
     proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "WANDB_MODE": "disabled"})
     out = proc.stdout.read()
@@ -58,8 +58,19 @@ def _run_child(argv: list[str]) -> tuple[dict, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"child {argv} failed with exit code {proc.returncode}")
-    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
-    return json.loads(line), usage.ru_maxrss / 1024
+    lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    return (lines if all_lines else lines[-1]), usage.ru_maxrss / 1024
+
+
+def _ddp_args(processes: int) -> list[str]:
+    """Trainer flags of a data-parallel run over ``processes`` CPU processes that share the cores (threads per
+    process set here, before torch is imported; the rank Lightning re-launches inherits it), the official batch
+    of 16 split between them. ``[]`` for one process."""
+    if processes == 1:
+        return []
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // processes))
+    return ["--trainer.strategy=ddp", f"--trainer.devices={processes}", "--trainer.accelerator=cpu",
+            f"--data.init_args.batch_size={16 // processes}"]
 
 
 # ---------------------------------------------------------------------------------------------- speed
@@ -131,7 +142,11 @@ OFFICIAL = {"source": "issue 12 (measured side by side on the same generated MOS
             "epoch_s": [70.0, 106.0, 136.0], "peak_gb": 18.8}
 
 
-def _epochs_child(model: str, epochs: int, precision: str) -> None:
+def _epochs_child(model: str, epochs: int, precision: str, processes: int = 1) -> None:
+    import resource
+
+    ddp = _ddp_args(processes)
+
     import lightning.pytorch as pl
 
     from lightning_kd.cli import build_cli
@@ -156,25 +171,37 @@ def _epochs_child(model: str, epochs: int, precision: str) -> None:
 
     timer = EpochTimer()
     t0 = time.perf_counter()
-    cli = build_cli(_config_args(model) + [
+    cli = build_cli(_config_args(model) + ddp + [
         f"--trainer.max_epochs={epochs}", f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
         "--test_after_fit=false", f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"], run=False)
     built = time.perf_counter() - t0
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    print(json.dumps({"model": model, "precision": precision, "startup_s": built, "epochs": timer.rows,
-                      "train_samples": len(cli.datamodule.train_dataloader().dataset)}))
+    # every rank prints its own line (a DDP launcher re-runs this command for rank 1, same stdout)
+    print(json.dumps({"model": model, "precision": precision, "processes": processes, "rank": cli.trainer.global_rank,
+                      "threads": __import__("torch").get_num_threads(), "startup_s": built, "epochs": timer.rows,
+                      "peak_rss_mb_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "train_samples": len(cli.datamodule.train_dataloader().dataset) * processes}), flush=True)
 
 
-def epochs(model: str, n: int, precision: str) -> dict:
+def epochs(model: str, n: int, precision: str, processes: int = 1) -> dict:
+    """A real fit of ``n`` epochs in its own process (``processes`` > 1: DDP over that many CPU processes, one
+    thread each); peak memory: the process's maximum RSS, or for DDP the SUM of the ranks' maxima (an upper bound
+    of the job's peak)."""
     _ensure_data()
+    load = os.getloadavg()
     t0 = time.perf_counter()
-    res, rss = _run_child(["_epochs", model, str(n), precision])
-    res.update(peak_rss_mb=rss, process_s=time.perf_counter() - t0, loadavg_start=os.getloadavg())
+    res, rss = _run_child(["_epochs", model, str(n), precision, str(processes)], all_lines=True)
+    ranks = sorted(res, key=lambda r: r["rank"])
+    res = {k: v for k, v in ranks[0].items() if k not in ("rank", "peak_rss_mb_self")}
+    if processes > 1:
+        res["peak_rss_mb_per_rank"] = [r["peak_rss_mb_self"] for r in ranks]
+        rss = sum(res["peak_rss_mb_per_rank"])
+    res.update(peak_rss_mb=rss, process_s=time.perf_counter() - t0, loadavg_start=load)
     first = res["epochs"][0]["epoch_s"]
     res["official"] = OFFICIAL
     res["first_epoch_speedup_vs_official"] = OFFICIAL["epoch_s"][0] / first
-    print(f"{model} {precision}: epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
+    print(f"{model} {precision} x{processes} process(es): epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
           + f" s (val {res['epochs'][0]['val_s']:.1f} s), peak {rss / 1024:.2f} GB; official "
           + " / ".join(f"{s:.0f}" for s in OFFICIAL["epoch_s"]) + f" s, {OFFICIAL['peak_gb']} GB; first epoch "
           f"{res['first_epoch_speedup_vs_official']:.2f}x", flush=True)
@@ -182,45 +209,59 @@ def epochs(model: str, n: int, precision: str) -> dict:
 
 
 def plot_epochs(res: dict, out: Path) -> None:
-    """Side by side: seconds per epoch and peak memory, ours (one run) vs the official code (issue 12)."""
+    """Side by side: seconds per epoch and peak memory, ours (every run) vs the official code (issue 12)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.4))
     ax1, ax2 = fig.subplots(1, 2)
-    ours = [e["epoch_s"] for e in res["epochs"]]
     off = OFFICIAL["epoch_s"]
-    ax1.plot(range(1, len(off) + 1), off, "o-", label="official mdswyz/DMD")
-    ax1.plot(range(1, len(ours) + 1), ours, "s-", label="lightning_kd")
+    ax1.plot(range(1, len(off) + 1), off, "o-", color="C0", label="official mdswyz/DMD")
+    names, peaks = ["official"], [OFFICIAL["peak_gb"]]
+    for procs, color in ((1, "C1"), (2, "C2")):
+        runs = [r for r in res["runs"] if r["processes"] == procs]
+        if not runs:
+            continue
+        name = "lightning_kd" if procs == 1 else f"lightning_kd DDP x{procs}"
+        for i, r in enumerate(runs):
+            ours = [e["epoch_s"] for e in r["epochs"]]
+            ax1.plot(range(1, len(ours) + 1), ours, "s-", color=color, alpha=0.6 + 0.4 * (i == 0),
+                     label=name if i == 0 else None)
+        names.append(name.replace("lightning_kd ", "ours\n") if procs > 1 else "ours")
+        peaks.append(max(r["peak_rss_mb"] for r in runs) / 1024)
     ax1.set(xlabel="epoch", ylabel="seconds per epoch (train + eval)", ylim=(0, None), xticks=range(1, len(off) + 1))
-    ax1.legend()
-    ax2.bar(["official", "lightning_kd"], [OFFICIAL["peak_gb"], res["peak_rss_mb"] / 1024], color=["C0", "C1"])
-    ax2.set(ylabel="peak memory (GB)")
-    for i, v in enumerate([OFFICIAL["peak_gb"], res["peak_rss_mb"] / 1024]):
+    ax1.legend(fontsize=8)
+    ax2.bar(names, peaks, color=["C0", "C1", "C2"][:len(names)])
+    ax2.set(ylabel="peak memory (official GB, ours GiB)")
+    for i, v in enumerate(peaks):
         ax2.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom")
-    fig.suptitle(f"DMD, MOSI-shaped generated pickle, {res['precision']}, 2 CPU cores")
+    fig.suptitle("DMD, MOSI-shaped generated pickle, fp32, 2 CPU cores")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
-def _fit_child(model: str, seed: int, max_epochs: int, precision: str) -> None:
+def _fit_child(model: str, seed: int, max_epochs: int, precision: str, processes: int = 1) -> None:
+    ddp = _ddp_args(processes)
     from lightning_kd.cli import build_cli
 
-    cli = build_cli(["fit", *_config_args(model), f"--seed_everything={seed}", f"--trainer.max_epochs={max_epochs}",
+    cli = build_cli(["fit", *_config_args(model), *ddp, f"--seed_everything={seed}", f"--trainer.max_epochs={max_epochs}",
                      f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
                      f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"])
+    if cli.trainer.global_rank != 0:
+        return
     out = Path(cli.trainer.log_dir) / "test_metrics.json"
     payload = json.loads(out.read_text())
-    print(json.dumps({"model": model, "seed": seed, "epochs": cli.trainer.current_epoch, **payload["metrics"]}))
+    print(json.dumps({"model": model, "seed": seed, "processes": processes, "epochs": cli.trainer.current_epoch,
+                      **payload["metrics"]}))
 
 
-def accuracy(seeds: list[int], max_epochs: int, precision: str) -> list[dict]:
+def accuracy(seeds: list[int], max_epochs: int, precision: str, models: list[str], processes: int = 1) -> list[dict]:
     _ensure_data()
     rows = []
     for seed in seeds:
-        for model in MODELS:
+        for model in models:
             t0 = time.perf_counter()
-            res, rss = _run_child(["_fit", model, str(seed), str(max_epochs), precision])
+            res, rss = _run_child(["_fit", model, str(seed), str(max_epochs), precision, str(processes)])
             res.update(peak_rss_mb=rss, wall_s=time.perf_counter() - t0)
             rows.append(res)
             print(f"{model:7s} seed {seed}: " + " ".join(f"{k}={res[k]:.4f}" for k in KEYS)
@@ -244,27 +285,41 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_speed":
         return _speed_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "_epochs":
-        return _epochs_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return _epochs_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     if len(sys.argv) > 1 and sys.argv[1] == "_fit":
-        return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["speed", "epochs", "accuracy", "all"])
     p.add_argument("--steps", type=int, default=8, help="optimizer steps for speed runs (x accumulate 10 batches; 8 fit in one MOSI epoch)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
     p.add_argument("--max_epochs", type=int, default=30)
     p.add_argument("--precision", default="32-true", help="precision of the accuracy runs")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per run of `epochs`")
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                   help="`epochs`: configurations, 1 = one process (2 threads), 2 = DDP over 2 processes of one thread "
+                        "and batch 8 each; `accuracy`: the first value")
+    p.add_argument("--repeats", type=int, default=2, help="`epochs`: runs per configuration, alternating")
+    p.add_argument("--out", help="`epochs`: write the JSON here (no plot) instead of results/dmd_epochs.json")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), help="`accuracy`: models (default: both; DMD with DDP)")
     a = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if a.what in ("speed", "all"):
         rows = speed(a.steps)
         (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
     if a.what in ("epochs", "all"):
-        res = epochs("dmd", 2, "32-true")
-        (RESULTS / "dmd_epochs.json").write_text(json.dumps(res, indent=2))
-        plot_epochs(res, RESULTS / "dmd_epochs.png")
+        # the configurations alternate, so the machine's drift (up to 2x here) hits each of them alike
+        runs = [epochs("dmd", a.epochs, "32-true", procs) for _ in range(a.repeats) for procs in a.processes]
+        res = {"official": OFFICIAL, "runs": runs}
+        out = Path(a.out) if a.out else RESULTS / "dmd_epochs.json"
+        out.write_text(json.dumps(res, indent=2))
+        if not a.out:
+            plot_epochs(res, RESULTS / "dmd_epochs.png")
     if a.what in ("accuracy", "all"):
-        rows = accuracy(a.seeds, a.max_epochs, a.precision)
-        (RESULTS / f"dmd_accuracy_e{a.max_epochs}.json").write_text(json.dumps(rows, indent=2))
+        procs = a.processes[0] if a.what == "accuracy" else 1
+        models = a.models or (list(MODELS) if procs == 1 else ["dmd"])
+        rows = accuracy(a.seeds, a.max_epochs, a.precision, models, procs)
+        suffix = "" if procs == 1 else f"_ddp{procs}"
+        (RESULTS / f"dmd_accuracy_e{a.max_epochs}{suffix}.json").write_text(json.dumps(rows, indent=2))
         print(_table(rows))
 
 
