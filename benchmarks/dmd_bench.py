@@ -181,7 +181,7 @@ def _epochs_child(model: str, epochs: int, precision: str, processes: int = 1) -
     print(json.dumps({"model": model, "precision": precision, "processes": processes, "rank": cli.trainer.global_rank,
                       "threads": __import__("torch").get_num_threads(), "startup_s": built, "epochs": timer.rows,
                       "peak_rss_mb_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "train_samples": len(cli.datamodule.train_dataloader().dataset) * processes}), flush=True)
+                      "train_samples": len(cli.datamodule.split("train"))}), flush=True)  # the whole split; DDP shards it
 
 
 def epochs(model: str, n: int, precision: str, processes: int = 1) -> dict:
@@ -202,7 +202,7 @@ def epochs(model: str, n: int, precision: str, processes: int = 1) -> dict:
     res["official"] = OFFICIAL
     res["first_epoch_speedup_vs_official"] = OFFICIAL["epoch_s"][0] / first
     print(f"{model} {precision} x{processes} process(es): epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
-          + f" s (val {res['epochs'][0]['val_s']:.1f} s), peak {rss / 1024:.2f} GB; official "
+          + f" s (val {res['epochs'][0]['val_s']:.1f} s), peak {rss / 1024:.2f} GiB; official "
           + " / ".join(f"{s:.0f}" for s in OFFICIAL["epoch_s"]) + f" s, {OFFICIAL['peak_gb']} GB; first epoch "
           f"{res['first_epoch_speedup_vs_official']:.2f}x", flush=True)
     return res
