@@ -41,12 +41,12 @@ def _ensure_data() -> None:
         write_mmsa_pickle(DATA, aligned=True, seed=0)
 
 
-def _config_args(model: str) -> list[str]:
+def _config_args(model: str, storage: str = "float32") -> list[str]:
     base, override = MODELS[model]
     args = ["-c", str(ROOT / base)]
     if override:
         args += ["-c", str(ROOT / override)]
-    return args + ["--data.init_args.path", str(DATA)]
+    return args + ["--data.init_args.path", str(DATA), f"--data.init_args.storage_dtype={storage}"]
 
 
 def _run_child(argv: list[str], all_lines: bool = False) -> tuple[dict | list[dict], float]:
@@ -142,7 +142,7 @@ OFFICIAL = {"source": "issue 12 (measured side by side on the same generated MOS
             "epoch_s": [70.0, 106.0, 136.0], "peak_gb": 18.8}
 
 
-def _epochs_child(model: str, epochs: int, precision: str, processes: int = 1) -> None:
+def _epochs_child(model: str, epochs: int, precision: str, processes: int = 1, storage: str = "float32") -> None:
     import resource
 
     ddp = _ddp_args(processes)
@@ -171,27 +171,28 @@ def _epochs_child(model: str, epochs: int, precision: str, processes: int = 1) -
 
     timer = EpochTimer()
     t0 = time.perf_counter()
-    cli = build_cli(_config_args(model) + ddp + [
+    cli = build_cli(_config_args(model, storage) + ddp + [
         f"--trainer.max_epochs={epochs}", f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
         "--test_after_fit=false", f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"], run=False)
     built = time.perf_counter() - t0
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     # every rank prints its own line (a DDP launcher re-runs this command for rank 1, same stdout)
-    print(json.dumps({"model": model, "precision": precision, "processes": processes, "rank": cli.trainer.global_rank,
+    print(json.dumps({"model": model, "precision": precision, "storage_dtype": storage, "processes": processes,
+                      "rank": cli.trainer.global_rank,
                       "threads": __import__("torch").get_num_threads(), "startup_s": built, "epochs": timer.rows,
                       "peak_rss_mb_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "train_samples": len(cli.datamodule.split("train"))}), flush=True)  # the whole split; DDP shards it
 
 
-def epochs(model: str, n: int, precision: str, processes: int = 1) -> dict:
+def epochs(model: str, n: int, precision: str, processes: int = 1, storage: str = "float32") -> dict:
     """A real fit of ``n`` epochs in its own process (``processes`` > 1: DDP over that many CPU processes, one
     thread each); peak memory: the process's maximum RSS, or for DDP the SUM of the ranks' maxima (an upper bound
     of the job's peak)."""
     _ensure_data()
     load = os.getloadavg()
     t0 = time.perf_counter()
-    res, rss = _run_child(["_epochs", model, str(n), precision, str(processes)], all_lines=True)
+    res, rss = _run_child(["_epochs", model, str(n), precision, str(processes), storage], all_lines=True)
     ranks = sorted(res, key=lambda r: r["rank"])
     res = {k: v for k, v in ranks[0].items() if k not in ("rank", "peak_rss_mb_self")}
     if processes > 1:
@@ -201,7 +202,7 @@ def epochs(model: str, n: int, precision: str, processes: int = 1) -> dict:
     first = res["epochs"][0]["epoch_s"]
     res["official"] = OFFICIAL
     res["first_epoch_speedup_vs_official"] = OFFICIAL["epoch_s"][0] / first
-    print(f"{model} {precision} x{processes} process(es): epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
+    print(f"{model} {precision} x{processes} process(es), data held in {storage}: epochs " + " / ".join(f"{e['epoch_s']:.1f}" for e in res["epochs"])
           + f" s (val {res['epochs'][0]['val_s']:.1f} s), peak {rss / 1024:.2f} GiB; official "
           + " / ".join(f"{s:.0f}" for s in OFFICIAL["epoch_s"]) + f" s, {OFFICIAL['peak_gb']} GB; first epoch "
           f"{res['first_epoch_speedup_vs_official']:.2f}x", flush=True)
@@ -212,25 +213,25 @@ def plot_epochs(res: dict, out: Path) -> None:
     """Side by side: seconds per epoch and peak memory, ours (every run) vs the official code (issue 12)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.4))
+    fig = Figure(figsize=(10, 3.6))
     ax1, ax2 = fig.subplots(1, 2)
     off = OFFICIAL["epoch_s"]
     ax1.plot(range(1, len(off) + 1), off, "o-", color="C0", label="official mdswyz/DMD")
     names, peaks = ["official"], [OFFICIAL["peak_gb"]]
-    for procs, color in ((1, "C1"), (2, "C2")):
-        runs = [r for r in res["runs"] if r["processes"] == procs]
-        if not runs:
-            continue
-        name = "lightning_kd" if procs == 1 else f"lightning_kd DDP x{procs}"
+    configs = list(dict.fromkeys((r["processes"], r.get("storage_dtype", "float32")) for r in res["runs"]))
+    for n, (procs, storage) in enumerate(configs):
+        runs = [r for r in res["runs"] if (r["processes"], r.get("storage_dtype", "float32")) == (procs, storage)]
+        name = "ours" + (f" DDP x{procs}" if procs > 1 else "") + ("" if storage == "float32" else f", data {storage}")
         for i, r in enumerate(runs):
             ours = [e["epoch_s"] for e in r["epochs"]]
-            ax1.plot(range(1, len(ours) + 1), ours, "s-", color=color, alpha=0.6 + 0.4 * (i == 0),
+            ax1.plot(range(1, len(ours) + 1), ours, "s-", color=f"C{n + 1}", alpha=0.6 + 0.4 * (i == 0),
                      label=name if i == 0 else None)
-        names.append(name.replace("lightning_kd ", "ours\n") if procs > 1 else "ours")
+        names.append(name.replace(" DDP", "\nDDP").replace(", data", "\ndata"))
         peaks.append(max(r["peak_rss_mb"] for r in runs) / 1024)
     ax1.set(xlabel="epoch", ylabel="seconds per epoch (train + eval)", ylim=(0, None), xticks=range(1, len(off) + 1))
     ax1.legend(fontsize=8)
-    ax2.bar(names, peaks, color=["C0", "C1", "C2"][:len(names)])
+    ax2.bar(names, peaks, color=[f"C{i}" for i in range(len(names))])
+    ax2.tick_params(axis="x", labelsize=7)
     ax2.set(ylabel="peak memory (official GB, ours GiB)")
     for i, v in enumerate(peaks):
         ax2.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom")
@@ -240,28 +241,31 @@ def plot_epochs(res: dict, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
-def _fit_child(model: str, seed: int, max_epochs: int, precision: str, processes: int = 1) -> None:
+def _fit_child(model: str, seed: int, max_epochs: int, precision: str, processes: int = 1,
+               storage: str = "float32") -> None:
     ddp = _ddp_args(processes)
     from lightning_kd.cli import build_cli
 
-    cli = build_cli(["fit", *_config_args(model), *ddp, f"--seed_everything={seed}", f"--trainer.max_epochs={max_epochs}",
+    cli = build_cli(["fit", *_config_args(model, storage), *ddp, f"--seed_everything={seed}", f"--trainer.max_epochs={max_epochs}",
                      f"--trainer.precision={precision}", "--trainer.enable_progress_bar=false",
                      f"--trainer.logger.init_args.save_dir={ROOT / 'runs' / 'bench'}"])
     if cli.trainer.global_rank != 0:
         return
     out = Path(cli.trainer.log_dir) / "test_metrics.json"
     payload = json.loads(out.read_text())
-    print(json.dumps({"model": model, "seed": seed, "processes": processes, "epochs": cli.trainer.current_epoch,
+    print(json.dumps({"model": model, "seed": seed, "processes": processes, "storage_dtype": storage,
+                      "epochs": cli.trainer.current_epoch,
                       **payload["metrics"]}))
 
 
-def accuracy(seeds: list[int], max_epochs: int, precision: str, models: list[str], processes: int = 1) -> list[dict]:
+def accuracy(seeds: list[int], max_epochs: int, precision: str, models: list[str], processes: int = 1,
+             storage: str = "float32") -> list[dict]:
     _ensure_data()
     rows = []
     for seed in seeds:
         for model in models:
             t0 = time.perf_counter()
-            res, rss = _run_child(["_fit", model, str(seed), str(max_epochs), precision, str(processes)])
+            res, rss = _run_child(["_fit", model, str(seed), str(max_epochs), precision, str(processes), storage])
             res.update(peak_rss_mb=rss, wall_s=time.perf_counter() - t0)
             rows.append(res)
             print(f"{model:7s} seed {seed}: " + " ".join(f"{k}={res[k]:.4f}" for k in KEYS)
@@ -285,9 +289,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_speed":
         return _speed_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "_epochs":
-        return _epochs_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+        return _epochs_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6])
     if len(sys.argv) > 1 and sys.argv[1] == "_fit":
-        return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
+        return _fit_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["speed", "epochs", "accuracy", "all"])
     p.add_argument("--steps", type=int, default=8, help="optimizer steps for speed runs (x accumulate 10 batches; 8 fit in one MOSI epoch)")
@@ -298,6 +302,9 @@ def main() -> None:
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2],
                    help="`epochs`: configurations, 1 = one process (2 threads), 2 = DDP over 2 processes of one thread "
                         "and batch 8 each; `accuracy`: the first value")
+    p.add_argument("--storage_dtype", nargs="+", default=["float32"], choices=["float32", "float16", "bfloat16"],
+                   help="the dtype the data is held in (`--data.init_args.storage_dtype`); `epochs`: configurations "
+                        "(crossed with --processes), `accuracy`: the first value")
     p.add_argument("--repeats", type=int, default=2, help="`epochs`: runs per configuration, alternating")
     p.add_argument("--out", help="`epochs`: write the JSON here (no plot) instead of results/dmd_epochs.json")
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="`accuracy`: models (default: both; DMD with DDP)")
@@ -308,7 +315,8 @@ def main() -> None:
         (RESULTS / "dmd_speed.json").write_text(json.dumps(rows, indent=2))
     if a.what in ("epochs", "all"):
         # the configurations alternate, so the machine's drift (up to 2x here) hits each of them alike
-        runs = [epochs("dmd", a.epochs, "32-true", procs) for _ in range(a.repeats) for procs in a.processes]
+        runs = [epochs("dmd", a.epochs, "32-true", procs, storage)
+                for _ in range(a.repeats) for procs in a.processes for storage in a.storage_dtype]
         res = {"official": OFFICIAL, "runs": runs}
         out = Path(a.out) if a.out else RESULTS / "dmd_epochs.json"
         out.write_text(json.dumps(res, indent=2))
@@ -317,8 +325,9 @@ def main() -> None:
     if a.what in ("accuracy", "all"):
         procs = a.processes[0] if a.what == "accuracy" else 1
         models = a.models or (list(MODELS) if procs == 1 else ["dmd"])
-        rows = accuracy(a.seeds, a.max_epochs, a.precision, models, procs)
-        suffix = "" if procs == 1 else f"_ddp{procs}"
+        storage = a.storage_dtype[0]
+        rows = accuracy(a.seeds, a.max_epochs, a.precision, models, procs, storage)
+        suffix = ("" if procs == 1 else f"_ddp{procs}") + ("" if storage == "float32" else f"_{storage}")
         (RESULTS / f"dmd_accuracy_e{a.max_epochs}{suffix}.json").write_text(json.dumps(rows, indent=2))
         print(_table(rows))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -19,7 +19,14 @@ from lightning_kd.data.missing import (
     input_modality,
 )
 from lightning_kd.data.seeding import run_seed
-from lightning_kd.data.split import EpochSeededSampler, InMemoryDataset, SplitTensors, identity_collate
+from lightning_kd.data.split import (
+    STORAGE_DTYPES,
+    EpochSeededSampler,
+    InMemoryDataset,
+    SplitTensors,
+    identity_collate,
+    store_inputs_as,
+)
 
 SPLITS = ("train", "valid", "test")
 #: what an empty split would silently do, for the error that refuses it
@@ -68,6 +75,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_missing: the missing-modality condition of validation, test and predict batches
             (:class:`~lightning_kd.data.missing.MissingCondition`); ``None`` = complete data. Its seed is
             pinned (0) unless set to ``null``, which takes this datamodule's resolved seed.
+        storage_dtype: the dtype floating inputs are HELD in between batches: ``"float32"`` (default, as read),
+            ``"float16"`` or ``"bfloat16"`` (half the memory; every batch still comes out float32, so the model
+            and its precision are unchanged, and it sees the inputs rounded to 11 / 8 significant bits). Under
+            ``bf16-mixed`` the layers that read an input cast it to bfloat16 anyway, so ``"bfloat16"`` storage
+            changes nothing they compute. A value beyond float16's range stops with a message naming the input
+            (:func:`~lightning_kd.data.split.store_inputs_as`).
     """
 
     def __init__(
@@ -78,10 +91,15 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         super().__init__()
         if predict_split not in SPLITS:
             raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        if storage_dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"storage_dtype {storage_dtype!r} is unknown. Fix: set `--data.init_args.storage_dtype` "
+                              f"to one of {list(STORAGE_DTYPES)}.")
+        self.storage_dtype = storage_dtype
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
@@ -105,6 +123,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         if self._splits is None:
             splits = self.load_splits()
             self.check_splits(splits)
+            if self.storage_dtype != "float32":
+                for name, split in splits.items():
+                    store_inputs_as(split, STORAGE_DTYPES[self.storage_dtype], f"{self.source}, split {name!r}")
             self._splits = splits
         return self._splits
 

@@ -16,6 +16,7 @@ from lightning_kd.checkpoint import DataFormatError
 from lightning_kd.data.batch import Batch
 
 __all__ = [
+    "STORAGE_DTYPES",
     "EpochSeededSampler",
     "InMemoryDataset",
     "SplitTensors",
@@ -23,7 +24,12 @@ __all__ = [
     "check_allocation",
     "check_mask_allocation",
     "identity_collate",
+    "store_inputs_as",
 ]
+
+#: ``storage_dtype`` names -> the dtype floating inputs are held in (batches come out float32)
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_HALF = (torch.float16, torch.bfloat16)
 
 
 @dataclass
@@ -39,11 +45,39 @@ class SplitTensors:
         return int(self.target.shape[0])
 
 
+def store_inputs_as(split: SplitTensors, dtype: torch.dtype, where: str, chunk: int = 256) -> None:
+    """Hold ``split``'s float32 inputs in ``dtype`` (in place; converted ``chunk`` samples at a time, so the transient
+    is the new half-size copy of one input); token ids and masks stay as they are. :class:`InMemoryDataset` hands
+    them out as float32.
+
+    Raises:
+        DataFormatError: an input holds finite values beyond ``dtype``'s range (float16: 65504), naming it.
+    """
+    for key, x in split.inputs.items():
+        if x.dtype != torch.float32 or dtype == torch.float32:
+            continue
+        held = torch.empty(x.shape, dtype=dtype)
+        for i in range(0, x.shape[0], chunk):
+            part = held[i : i + chunk]
+            part.copy_(x[i : i + chunk])
+            if torch.isinf(part).any():
+                source = x[i : i + chunk]
+                overflow = torch.isinf(part) & torch.isfinite(source)
+                if not overflow.any():  # the file's own infinities (a reader that allows them keeps them)
+                    continue
+                big = float(source[overflow].abs().max())
+                raise DataFormatError(
+                    f"{where}, input {key!r}: holds {big:g}, beyond {dtype}'s range ({torch.finfo(dtype).max:g}). "
+                    "Fix: set `--data.init_args.storage_dtype bfloat16` (float32's range) or `float32`.")
+        split.inputs[key] = held
+
+
 class InMemoryDataset(Dataset):
     """Dataset over a :class:`SplitTensors` that returns a whole :class:`Batch` per list of indices.
 
     ``DataLoader`` calls ``__getitems__`` with the sampled indices of one batch, so a batch is one
     fancy-indexing operation per tensor instead of ``batch_size`` Python calls plus a collate.
+    Inputs held in float16 / bfloat16 (:func:`store_inputs_as`) come out float32.
     Use it with :func:`identity_collate`.
     """
 
@@ -57,7 +91,7 @@ class InMemoryDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         s = self.split
         return Batch(
-            inputs={k: v[idx] for k, v in s.inputs.items()},
+            inputs={k: v[idx].float() if v.dtype in _HALF else v[idx] for k, v in s.inputs.items()},
             masks={k: v[idx] for k, v in s.masks.items()},
             target=s.target[idx],
             index=idx,

@@ -230,8 +230,9 @@ class MMSADataModule(InMemoryDataModule):
         path: the pickle.
         text: ``"features"`` (BERT features, input ``text``) or ``"bert_ids"`` (token ids, input ``text_bert``).
         label_range: allowed absolute label value.
-        batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing: see
-            :class:`InMemoryDataModule`.
+        batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype: see
+            :class:`InMemoryDataModule` (``storage_dtype: float16`` halves the memory of the text features, the
+            bulk of these files).
     """
 
     def __init__(
@@ -245,9 +246,10 @@ class MMSADataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
-                         train_missing=train_missing, eval_missing=eval_missing)
+                         train_missing=train_missing, eval_missing=eval_missing, storage_dtype=storage_dtype)
         self.path = path
         self.text = text
         self.label_range = label_range

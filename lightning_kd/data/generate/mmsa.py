@@ -167,6 +167,7 @@ class SyntheticMMSADataModule(GeneratedOnFirstUse, MMSADataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         self.n, self.dims, self.aligned, self.data_seed = tuple(n), tuple(dims), aligned, data_seed
         self.lengths = tuple(lengths or default_lengths(aligned))
@@ -177,7 +178,7 @@ class SyntheticMMSADataModule(GeneratedOnFirstUse, MMSADataModule):
         super().__init__(
             path, text=text, label_range=label_range, batch_size=batch_size, seed=seed,
             predict_split=predict_split, eval_batch_size=eval_batch_size,
-            train_missing=train_missing, eval_missing=eval_missing,
+            train_missing=train_missing, eval_missing=eval_missing, storage_dtype=storage_dtype,
         )
 
     def write_file(self, path: Path) -> None:

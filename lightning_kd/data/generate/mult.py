@@ -248,6 +248,7 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         self.dataset, self.data_seed = dataset, data_seed
         self.n, self.dims, self.length = _resolve(dataset, n, dims, length)
@@ -260,6 +261,7 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
         super().__init__(
             path, task=task, label_range=label_range, batch_size=batch_size, seed=seed, predict_split=predict_split,
             eval_batch_size=eval_batch_size, train_missing=train_missing, eval_missing=eval_missing,
+            storage_dtype=storage_dtype,
         )
 
     def write_file(self, path: Path) -> None:
