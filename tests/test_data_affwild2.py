@@ -270,3 +270,13 @@ def test_audio_carries_label_information_the_face_lacks(tmp_path: Path) -> None:
     assert (scores["video"] > 0.05).all() and scores["video"].mean() > 0.3
     assert scores["video+audio"].mean() > scores["video"].mean() + 0.1
     assert scores["video+audio"][1] > scores["video"][1]  # arousal: the face's weak dimension
+
+
+def test_storage_dtype_holds_clips_in_half(root: Path, tmp_path: Path) -> None:
+    ref, half = _dm(root, tmp_path), _dm(root, tmp_path, storage_dtype="float16")
+    ref.setup("fit"), half.setup("fit")
+    assert {v.dtype for v in half.split("train").inputs.values() if v.is_floating_point()} == {torch.float16}
+    a, b = next(iter(ref.val_dataloader())), next(iter(half.val_dataloader()))
+    for k, x in a.inputs.items():
+        held = x.half().float() if x.is_floating_point() else x
+        assert b.inputs[k].dtype == x.dtype and torch.equal(b.inputs[k], held)

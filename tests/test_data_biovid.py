@@ -326,3 +326,12 @@ def test_bio_carries_pain_information_beyond_the_video(tmp_path: Path) -> None:
     video, both = float(np.mean(acc["video"])), float(np.mean(acc["video+bio"]))
     print(f"BL1 vs PA4: video+bio {both:.3f}, video {video:.3f}, chance 0.500")
     assert video > 0.6 and both > video + 0.08, (both, video)
+
+
+def test_storage_dtype_holds_samples_in_half(biovid_root: Path) -> None:
+    ref, half = _dm(biovid_root), _dm(biovid_root, storage_dtype="bfloat16")
+    ref.setup("fit"), half.setup("fit")
+    assert {v.dtype for v in half.split("train").inputs.values()} == {torch.bfloat16}
+    a, b = next(iter(ref.val_dataloader())), next(iter(half.val_dataloader()))
+    for k, x in a.inputs.items():
+        assert b.inputs[k].dtype == torch.float32 and torch.equal(b.inputs[k], x.bfloat16().float())

@@ -516,3 +516,13 @@ def test_data_contract_for_cdgkd_stages(deap_root: Path) -> None:
     _quiet_splits(face_only)
     with pytest.raises(DataMismatchError, match="missing: eeg"):
         check_data(teacher, face_only, "CDGKD teacher")
+
+
+def test_storage_dtype_holds_windows_in_half(deap_root: Path) -> None:
+    ref, half = _dm(deap_root), _dm(deap_root, storage_dtype="float16")
+    _quiet_splits(ref), _quiet_splits(half)
+    assert {v.dtype for v in half.split("train").inputs.values()} == {torch.float16}
+    a, b = next(iter(ref.val_dataloader())), next(iter(half.val_dataloader()))
+    assert set(a.inputs) == set(b.inputs) == {"eeg", "face"}
+    for k, x in a.inputs.items():
+        assert b.inputs[k].dtype == torch.float32 and torch.equal(b.inputs[k], x.half().float())

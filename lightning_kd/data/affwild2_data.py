@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -134,7 +135,8 @@ class AffWild2DataModule(InMemoryDataModule):
         audio_rate / audio_window_s / n_mels: resampling rate (Hz), analysis window (s) and mel bands (``raw``).
         cache_dir: folder of the feature caches (backbone and log-mel).
         standardize: z-score every feature with training-split statistics.
-        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule`.
+        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule` (``storage_dtype: float16``
+            holds the windows in half the memory; batches stay float32).
     """
 
     def __init__(
@@ -163,8 +165,9 @@ class AffWild2DataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
-        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing)
+        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."
         bad = [m for m in inputs if m not in INPUTS]
         if bad or not inputs:

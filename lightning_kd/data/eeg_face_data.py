@@ -40,6 +40,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 import torch
@@ -142,7 +143,8 @@ class EEGFaceDataModule(InMemoryDataModule):
             (``None`` = random weights, for tests), the frame size it sees, where it runs (``backbone`` only).
         cache_dir: folder of the backbone feature cache.
         standardize: z-score EEG channels and face features with training-split statistics.
-        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule`.
+        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule` (``storage_dtype: float16``
+            holds the windows in half the memory; batches stay float32).
     """
 
     def __init__(
@@ -174,8 +176,9 @@ class EEGFaceDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
-        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing)
+        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."
         if target not in TARGETS:
             raise ConfigError(f"target {target!r} is unknown. Fix: set {opt}target to one of {TARGETS}.")

@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -215,7 +216,8 @@ class BiovidDataModule(InMemoryDataModule):
             video_device / cache_dir: the timm model, its LOCAL weights file (``None`` = random, tests only), the
             frame size it sees, where it runs, the feature cache folder (``backbone`` only).
         standardize: z-score with training statistics.
-        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule`.
+        Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule` (``storage_dtype: float16``
+            holds the windows in half the memory; batches stay float32).
     """
 
     def __init__(
@@ -243,8 +245,9 @@ class BiovidDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
-        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing)
+        super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."
         self.classes = parse_task(task)
         if n_folds < 3 or not 0 <= fold < n_folds:
