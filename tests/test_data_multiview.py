@@ -290,3 +290,19 @@ def test_single_class_file_through_the_cli_is_one_line(tmp_path: Path, capsys: p
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lightning-kd: error: ") and str(path) in err[-1] and "'Y'" in err[-1], err[-3:]
+
+
+def test_storage_dtype_holds_views_in_half_after_the_graph(tmp_path: Path) -> None:
+    from lightning_kd.data.semantic_graph import SemanticGraph
+
+    path = write_multiview_mat(tmp_path / "mv.mat", n=30, dims=(6, 4), clusters=3)
+    graph = SemanticGraph(k=3, filter_order=1)
+    ref = MultiViewDataModule(str(path), batch_size=8, semantic_graph=graph)
+    half = MultiViewDataModule(str(path), batch_size=8, semantic_graph=graph, storage_dtype="float16")
+    ref.setup("fit"), half.setup("fit")
+    held = half.split("train").inputs
+    assert held["view_0"].dtype == torch.float16 and held["semantic_neighbours"].dtype == torch.int64
+    a, b = next(iter(ref.val_dataloader())), next(iter(half.val_dataloader()))
+    assert torch.equal(a.inputs["semantic_neighbours"], b.inputs["semantic_neighbours"])  # graph built in float32
+    for v in ("view_0", "view_1"):
+        assert b.inputs[v].dtype == torch.float32 and torch.equal(b.inputs[v], a.inputs[v].half().float())

@@ -14,6 +14,8 @@ a second run with the same settings neither encodes nor builds the model.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from lightning_kd.data.clip_features import (
@@ -95,9 +97,11 @@ class DigitsCLIPDataModule(MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         super().__init__(path="", batch_size=batch_size, seed=seed, predict_split=predict_split,
-                         eval_batch_size=eval_batch_size, standardize=standardize, semantic_graph=semantic_graph)
+                         eval_batch_size=eval_batch_size, standardize=standardize, semantic_graph=semantic_graph,
+                         storage_dtype=storage_dtype)
         views = list(views)
         bad = [v for v in views if v not in DIGITS_VIEWS]
         if not views or bad or len(set(views)) != len(views):

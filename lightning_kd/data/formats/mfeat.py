@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -86,8 +87,10 @@ class MfeatDataModule(MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
-        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph)
+        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph,
+                         storage_dtype)
         self.path = path
         self.views = list(views)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -183,6 +183,8 @@ class MultiViewDataModule(InMemoryDataModule):
         semantic_graph: build kNN semantic graphs over all samples once at setup, low-pass filter the views
             on them and attach each sample's graph neighbours to its batches as ``inputs["semantic_neighbours"]``
             (:class:`~lightning_kd.data.semantic_graph.SemanticGraph`); ``None`` = raw (standardised) views.
+        storage_dtype: see :class:`InMemoryDataModule`: the (standardised, filtered) views held in float16 /
+            bfloat16 after the graph is built from them in float32; the neighbour table stays int64.
     """
 
     def __init__(
@@ -194,8 +196,10 @@ class MultiViewDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
-        super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size)
+        super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
+                         storage_dtype=storage_dtype)
         self.path = path
         self.standardize = standardize
         self.semantic_graph = semantic_graph

@@ -92,8 +92,10 @@ class NutrimouseDataModule(MultiViewDataModule):
     def __init__(self, path: str | None = None, label: Literal["genotype", "diet"] = "genotype",
                  batch_size: int = 256, seed: int = 0, predict_split: str = "test",
                  eval_batch_size: int | None = None, standardize: bool = True,
-                 semantic_graph: SemanticGraph | None = None) -> None:
-        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph)
+                 semantic_graph: SemanticGraph | None = None,
+                 storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",) -> None:
+        super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph,
+                         storage_dtype)
         self.path = path
         if label not in LABELS:
             raise ValueError(f"nutrimouse label must be one of {list(LABELS)}, got {label!r}")

@@ -122,6 +122,7 @@ class SyntheticMultiViewDataModule(GeneratedOnFirstUse, MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
+        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         self.n, self.dims, self.clusters, self.data_seed = n, tuple(int(d) for d in dims), clusters, data_seed
         self.noise = noise
@@ -130,7 +131,8 @@ class SyntheticMultiViewDataModule(GeneratedOnFirstUse, MultiViewDataModule):
             name = f"multiview_{n}_{'-'.join(map(str, self.dims))}_{clusters}_{data_seed}{tag}.mat"
             path = str(Path("data") / "synthetic" / name)
         super().__init__(path, batch_size=batch_size, seed=seed, predict_split=predict_split,
-                         eval_batch_size=eval_batch_size, standardize=standardize, semantic_graph=semantic_graph)
+                         eval_batch_size=eval_batch_size, standardize=standardize, semantic_graph=semantic_graph,
+                         storage_dtype=storage_dtype)
 
     def write_file(self, path: Path) -> None:
         write_multiview_mat(path, n=self.n, dims=self.dims, clusters=self.clusters, seed=self.data_seed,
