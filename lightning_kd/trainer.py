@@ -3,7 +3,6 @@ streamed to disk."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -29,7 +28,7 @@ class StreamingCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):  # a URL, even file://: Lightning's fsspec writer
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_write_binary(os.fspath(path), lambda f: torch.save(checkpoint, f))
+        atomic_write_binary(path, lambda f: torch.save(checkpoint, f))
 
 
 class KDTrainer(pl.Trainer):

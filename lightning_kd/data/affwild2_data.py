@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.face_features import CACHE_VERSION, VideoBackboneFeatures
 from lightning_kd.data.formats import affwild2 as fmt
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, StorageDtype
 from lightning_kd.io import file_sha256
 
 __all__ = ["AUDIO_SOURCES", "INPUTS", "VIDEO_SOURCES", "AffWild2DataModule", "FrameBackboneFeatures", "clip_starts",
@@ -136,7 +135,7 @@ class AffWild2DataModule(InMemoryDataModule):
         cache_dir: folder of the feature caches (backbone and log-mel).
         standardize: z-score every feature with training-split statistics.
         Other arguments: see :class:`~lightning_kd.data.datamodule.InMemoryDataModule` (``storage_dtype: float16``
-            holds the windows in half the memory; batches stay float32).
+            holds the clips' features in half the memory; batches stay float32).
     """
 
     def __init__(
@@ -165,7 +164,7 @@ class AffWild2DataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -24,6 +24,7 @@ from lightning_kd.data.split import (
     EpochSeededSampler,
     InMemoryDataset,
     SplitTensors,
+    StorageDtype,
     identity_collate,
     store_inputs_as,
 )
@@ -91,7 +92,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__()
         if predict_split not in SPLITS:

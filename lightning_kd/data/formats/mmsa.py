@@ -35,7 +35,7 @@ from lightning_kd.data.formats.common import (
     split_dicts,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors, check_mask_allocation
+from lightning_kd.data.split import SplitTensors, StorageDtype, check_mask_allocation
 
 __all__ = ["MMSADataModule", "read_mmsa"]
 
@@ -246,7 +246,7 @@ class MMSADataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
                          train_missing=train_missing, eval_missing=eval_missing, storage_dtype=storage_dtype)

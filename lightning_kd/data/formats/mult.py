@@ -42,7 +42,7 @@ from lightning_kd.data.formats.common import (
     split_dicts,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
-from lightning_kd.data.split import SplitTensors, check_mask_allocation
+from lightning_kd.data.split import SplitTensors, StorageDtype, check_mask_allocation
 
 __all__ = ["EMOTIONS", "MulTDataModule", "emotion_label_counts", "read_mult"]
 
@@ -252,7 +252,7 @@ class MulTDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(
             batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,

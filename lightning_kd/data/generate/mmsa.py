@@ -44,6 +44,7 @@ from lightning_kd.data.generate.base import (
     write_pickle,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.split import StorageDtype
 
 __all__ = ["SyntheticMMSADataModule", "default_lengths", "write_mmsa_pickle"]
 
@@ -167,7 +168,7 @@ class SyntheticMMSADataModule(GeneratedOnFirstUse, MMSADataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         self.n, self.dims, self.aligned, self.data_seed = tuple(n), tuple(dims), aligned, data_seed
         self.lengths = tuple(lengths or default_lengths(aligned))

@@ -45,6 +45,7 @@ from lightning_kd.data.generate.base import (
     write_pickle,
 )
 from lightning_kd.data.missing import MissingAugmentation, MissingCondition
+from lightning_kd.data.split import StorageDtype
 
 __all__ = ["MULT_DEFAULTS", "SyntheticMulTDataModule", "write_mult_pickle"]
 
@@ -248,7 +249,7 @@ class SyntheticMulTDataModule(GeneratedOnFirstUse, MulTDataModule):
         eval_batch_size: int | None = None,
         train_missing: MissingAugmentation | None = None,
         eval_missing: MissingCondition | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         self.dataset, self.data_seed = dataset, data_seed
         self.n, self.dims, self.length = _resolve(dataset, n, dims, length)

@@ -23,6 +23,7 @@ import numpy as np
 from lightning_kd.data.formats.multiview import MultiViewDataModule
 from lightning_kd.data.generate.base import GeneratedOnFirstUse
 from lightning_kd.data.semantic_graph import SemanticGraph
+from lightning_kd.data.split import StorageDtype
 from lightning_kd.io import atomic_write_binary
 
 __all__ = ["SyntheticMultiViewDataModule", "write_multiview_mat"]
@@ -122,7 +123,7 @@ class SyntheticMultiViewDataModule(GeneratedOnFirstUse, MultiViewDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         semantic_graph: SemanticGraph | None = None,
-        storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        storage_dtype: StorageDtype = "float32",
     ) -> None:
         self.n, self.dims, self.clusters, self.data_seed = n, tuple(int(d) for d in dims), clusters, data_seed
         self.noise = noise
