@@ -6,12 +6,16 @@ input shapes of the data those configs read; weights are fresh (speed does not d
 k-means centres). Writes ``benchmarks/results/export_latency.json``::
 
     OMP_NUM_THREADS=2 python benchmarks/export_bench.py [--threads 2] [--out FILE]
+
+With ``--variants`` (``--cases corrkd_student``): bf16, int8 and ``torch.compile`` variants against eager fp32,
+written to ``benchmarks/results/export_variants.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -33,7 +37,8 @@ MOSI = {"text": (50, 768), "audio": (50, 5), "vision": (50, 20)}  # MMSA aligned
 MOSI_MULT = {"text": (50, 300), "audio": (50, 5), "vision": (50, 20)}  # MulT-style MOSI (GloVe text)
 #: name -> (config, input shapes (steps, features) or (features,), whether it is a distilled student)
 CASES: dict[str, tuple[str, dict[str, tuple[int, ...]], bool]] = {
-    "dmd": ("configs/dmd/mosi_aligned.yaml", MOSI, True),
+    # DMD distils between the modality branches of its one network: no separate student to ship
+    "dmd": ("configs/dmd/mosi_aligned.yaml", MOSI, False),
     "fusion": ("configs/fusion/mosi_aligned.yaml", MOSI, False),
     "corrkd_student": ("configs/corrkd/mosi_student.yaml", MOSI_MULT, True),
     "corrkd_student_compact": ("configs/corrkd/mosi_student_compact.yaml", MOSI_MULT, True),
@@ -113,15 +118,105 @@ def runners(wrapper: ExportWrapper, files: dict[str, Path], threads: int) -> dic
     return {"pytorch_eager": eager, "torchscript": torchscript, "onnxruntime": onnxruntime}
 
 
+def variant_runners(wrapper: ExportWrapper, example: tuple[torch.Tensor, ...], big: tuple[torch.Tensor, ...],
+                    tmp: Path, threads: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """Lower-precision and compiled ways to run one network on ``big``: variant -> fn() returning its output.
+
+    eager fp32 (the reference), the whole network in bfloat16, bf16 autocast, ONNX Runtime fp32 and with int8
+    dynamic quantization of its MatMul weights (``onnxruntime.quantization.quantize_dynamic``), and
+    ``torch.compile`` (Inductor) of the eval network.
+    """
+    import copy
+
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    onnx_file = export_module(wrapper, example, "onnx", tmp / "variant.onnx")
+    int8_file = tmp / "variant_int8.onnx"
+    quantize_dynamic(str(onnx_file), str(int8_file), weight_type=QuantType.QInt8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    sessions = {k: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
+                for k, f in (("onnxruntime", onnx_file), ("onnxruntime_int8", int8_file))}
+    feed = {n: t.numpy() for n, t in zip(wrapper.signature.names, big)}
+    bf16 = copy.deepcopy(wrapper).to(torch.bfloat16)
+    big_bf16 = tuple(t.to(torch.bfloat16) if t.is_floating_point() else t for t in big)
+    compiled = torch.compile(wrapper, dynamic=False)
+
+    def eager(net=wrapper, x=big):
+        with torch.inference_mode():
+            return net(*x).float()
+
+    def autocast():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return wrapper(*big).float()
+
+    def run_compiled():
+        with torch.no_grad():
+            return compiled(*big)
+
+    def session(name):
+        return lambda: torch.from_numpy(sessions[name].run(None, feed)[0])
+
+    return {"pytorch_eager": eager, "pytorch_eager_bf16_weights": lambda: eager(bf16, big_bf16),
+            "pytorch_bf16_autocast": autocast, "onnxruntime": session("onnxruntime"),
+            "onnxruntime_int8_dynamic": session("onnxruntime_int8"), "torch_compile": run_compiled}
+
+
+def variants(args: argparse.Namespace) -> list[dict]:
+    """Throughput (batch 256) of each variant, ``--repeats`` rounds in alternating order; max |output - eager fp32|."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            wrapper = build(name)
+            shapes = CASES[name][1]
+            big = inputs(wrapper, shapes, 256)
+            t0 = time.perf_counter()
+            fns = variant_runners(wrapper, inputs(wrapper, shapes, 2), big, Path(tmp), args.threads)
+            reference = fns["pytorch_eager"]()
+            diffs, first_call_s = {}, {}
+            for variant, fn in fns.items():  # the first call compiles torch.compile's graph
+                t1 = time.perf_counter()
+                diffs[variant] = float((fn() - reference).abs().max())
+                first_call_s[variant] = time.perf_counter() - t1
+            for round_ in range(args.repeats):
+                for variant, fn in fns.items():
+                    thr = 256 / timed(fn, 3, 3.0)
+                    rows.append({"model": name, "config": CASES[name][0], "variant": variant, "round": round_,
+                                 "throughput_b256": round(thr, 1), "max_abs_diff_vs_eager_fp32": diffs[variant]})
+                    print(f"{name:18s} {variant:26s} round {round_} {thr:10.1f} /s  max diff {diffs[variant]:.2e}",
+                          flush=True)
+            rows.append({"model": name, "torch_compile_first_call_s": round(first_call_s["torch_compile"], 1),
+                         "setup_s": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/export_latency.json"))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/export_latency.json "
+                        "(export_variants.json with --variants)")
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--variants", action="store_true",
+                        help="instead: bf16, int8 (ONNX Runtime dynamic quantization) and torch.compile variants of "
+                             "each case, throughput at batch 256 against eager fp32")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the variants, alternating")
     args = parser.parse_args()
+    sys_argv = list(sys.argv)
     sys.argv = sys.argv[:1]  # resolve_config passes its own arguments to the CLI
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
+
+    if args.variants:
+        out = Path(args.out or ROOT / "benchmarks/results/export_variants.json")
+        doc = {"threads": args.threads, "batch": 256, "cpu": platform.processor() or platform.machine(),
+               "torch": torch.__version__, "onnxruntime": ort.__version__, "loadavg_start": os.getloadavg(),
+               "command": "python benchmarks/export_bench.py " + " ".join(sys_argv[1:]),
+               "note": "fresh weights, config model options; median times; rounds alternate the variants",
+               "rows": variants(args)}
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +242,7 @@ def main() -> None:
            "torch": torch.__version__, "onnxruntime": ort.__version__,
            "note": "fresh weights, config model options, input shapes of the configs' data; median times; a shared "
                    "2-core machine (other jobs may have run)", "rows": rows}
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "benchmarks/results/export_latency.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
