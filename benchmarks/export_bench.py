@@ -89,14 +89,19 @@ def timed(fn: Callable[[], object], min_runs: int, budget_s: float) -> float:
     return statistics.median(times)
 
 
-def runners(wrapper: ExportWrapper, files: dict[str, Path], threads: int) -> dict[str, Callable]:
-    """runtime -> fn(inputs) for eager PyTorch, TorchScript and ONNX Runtime."""
+def ort_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads, operators run one after another."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(files["onnx"]), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def runners(wrapper: ExportWrapper, files: dict[str, Path], threads: int) -> dict[str, Callable]:
+    """runtime -> fn(inputs) for eager PyTorch, TorchScript and ONNX Runtime."""
+    session = ort_session(files["onnx"], threads)
     names = wrapper.signature.names
     import warnings
 
@@ -128,16 +133,12 @@ def variant_runners(wrapper: ExportWrapper, example: tuple[torch.Tensor, ...], b
     """
     import copy
 
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     onnx_file = export_module(wrapper, example, "onnx", tmp / "variant.onnx")
     int8_file = tmp / "variant_int8.onnx"
     quantize_dynamic(str(onnx_file), str(int8_file), weight_type=QuantType.QInt8)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    sessions = {k: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
-                for k, f in (("onnxruntime", onnx_file), ("onnxruntime_int8", int8_file))}
+    sessions = {"onnxruntime": ort_session(onnx_file, threads), "onnxruntime_int8": ort_session(int8_file, threads)}
     feed = {n: t.numpy() for n, t in zip(wrapper.signature.names, big)}
     bf16 = copy.deepcopy(wrapper).to(torch.bfloat16)
     big_bf16 = tuple(t.to(torch.bfloat16) if t.is_floating_point() else t for t in big)
@@ -191,6 +192,12 @@ def variants(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def write_results(out: Path, doc: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -214,9 +221,7 @@ def main() -> None:
                "command": "python benchmarks/export_bench.py " + " ".join(sys_argv[1:]),
                "note": "fresh weights, config model options; median times; rounds alternate the variants",
                "rows": variants(args)}
-        out.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {out}")
-        return
+        return write_results(out, doc)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,10 +247,7 @@ def main() -> None:
            "torch": torch.__version__, "onnxruntime": ort.__version__,
            "note": "fresh weights, config model options, input shapes of the configs' data; median times; a shared "
                    "2-core machine (other jobs may have run)", "rows": rows}
-    out = Path(args.out or ROOT / "benchmarks/results/export_latency.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(Path(args.out or ROOT / "benchmarks/results/export_latency.json"), doc)
 
 
 if __name__ == "__main__":
